@@ -1,0 +1,195 @@
+"""Configuration: a TOML file plus environment overrides, read into frozen dataclasses.
+
+Every key is optional; `config.example.toml` lists them all with their defaults. An environment
+variable `NSTBOT_<SECTION>_<KEY>` (upper case) overrides a key, for example
+`NSTBOT_ENGINE_DEVICE=cuda:1`. Errors name the bad key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    """auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."""
+    precision: str = "fp32"
+    """fp32, bf16 or fp16 (autocast; CUDA only)."""
+    weights: str = "auto"
+    """auto (configured path, then torch hub cache), random (tests only), or a path to a file."""
+    allow_download: bool = True
+    """Download the VGG19 weights on first use when they are missing."""
+    style_cache_mb: int = 256
+    """Memory bound of the style-target (Gram) cache."""
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    max_bytes: int = 25_000_000
+    max_pixels: int = 40_000_000
+    max_side: int = 12_000
+    min_side: int = 32
+    reject_below: int = 8
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    backend: str = "local"
+    """local (worker processes on this machine) or celery."""
+    devices: tuple[str, ...] = ("auto",)
+    """One worker process per entry: auto, cpu, cuda:0, cuda:1, ..."""
+    max_queue: int = 50
+    per_user_queued: int = 3
+    per_user_running: int = 1
+    per_guild_queued: int = 0
+    """0 means no per-guild limit."""
+    job_timeout_s: float = 900.0
+    preview_interval_s: float = 5.0
+    progress_interval_s: float = 0.5
+    retry_crashed: bool = True
+    heartbeat_timeout_s: float = 30.0
+    retention_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: str = "text"
+    """text or json."""
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "data"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+ENV_PREFIX = "NSTBOT_"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Config:
+    """Read `path` (if given) and environment overrides into a Config."""
+    env = dict(os.environ if env is None else env)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return _build(Config, raw, env, prefix="")
+
+
+def _build(cls: type, raw: dict[str, Any], env: dict[str, str], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key: {prefix}{unknown[0]}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            values[f.name] = _build(hint, raw.get(f.name, {}), env, prefix=f"{key}.")
+            continue
+        env_name = ENV_PREFIX + key.replace(".", "_").upper()
+        if env_name in env:
+            values[f.name] = _coerce(_parse_env(env[env_name], hint), hint, key)
+        elif f.name in raw:
+            values[f.name] = _coerce(raw[f.name], hint, key)
+    return cls(**values)
+
+
+def _parse_env(text: str, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        text = text.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return text
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return text
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list")
+        (item_hint, *_) = typing.get_args(hint) or (Any,)
+        return tuple(_coerce(item, item_hint, key) for item in value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be a whole number")
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number")
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")

@@ -1,0 +1,1 @@
+"""The executor queue: jobs, fair scheduling, worker processes and the journal."""

@@ -1,0 +1,177 @@
+"""The plain-data knobs of one stylization, shared by the engine, the job queue and the bot.
+
+This module imports no torch: the bot process builds and validates parameters without loading the
+GPU stack, and a job's parameters travel as JSON (`to_dict` / `from_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Optimizer = Literal["lbfgs", "adam"]
+Init = Literal["content", "random", "image"]
+Strength = Literal["low", "medium", "high"]
+
+# VGG19 `features` in the paper's naming; index i is torchvision's `features[i]`.
+VGG19_LAYERS: tuple[str, ...] = (
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
+    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4", "pool3",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
+)  # fmt: skip
+
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+# Style weight per strength preset, relative to a content weight of 1 (see docs/engine.md).
+STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 2e3, "medium": 1e4, "high": 5e4}
+
+
+class ParamsError(ValueError):
+    """A parameter value is out of range; the message names the parameter and fits a user."""
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    """Every knob of one stylization, with its default; the one place defaults live."""
+
+    size: int = 512
+    """Longest side of the output, in pixels."""
+    steps: int = 300
+    """Optimizer iterations across all scales."""
+    scales: int = 3
+    """Number of scales (1 = single scale at `size`)."""
+    min_size: int = 128
+    """Longest side at the smallest scale."""
+    strength: Strength = "medium"
+    """Preset for the style weight; ignored when `style_weight` is set."""
+    style_weight: float | None = None
+    content_weight: float = 1.0
+    tv_weight: float = 1.0
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    """One weight per style layer; default equal weights. Normalized to sum to 1."""
+    style_blend: tuple[float, ...] | None = None
+    """One weight per style image; default equal. Normalized to sum to 1."""
+    style_scale: float = 1.0
+    """Style image size relative to the output's size at each scale."""
+    preserve_colors: bool = False
+    """Transfer luminance only: the output keeps the content's colours."""
+    optimizer: Optimizer = "lbfgs"
+    learning_rate: float = 0.02
+    """Adam's step size, in pixel units of [0, 1] images."""
+    init: Init = "content"
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Free-form labels carried along (not used by the engine)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def effective_style_weight(self) -> float:
+        """The style weight in force: the explicit one, else the strength preset's."""
+        if self.style_weight is not None:
+            return self.style_weight
+        return STRENGTH_STYLE_WEIGHTS[self.strength]
+
+    def validate(self) -> None:
+        """Raise ParamsError naming the first bad parameter."""
+        _check(16 <= self.size <= 8192, "size must be between 16 and 8192 pixels")
+        _check(1 <= self.steps <= 100_000, "steps must be between 1 and 100000")
+        _check(1 <= self.scales <= 8, "scales must be between 1 and 8")
+        _check(self.scales <= self.steps, "steps must be at least the number of scales")
+        _check(16 <= self.min_size, "min_size must be at least 16 pixels")
+        _check(self.strength in STRENGTH_STYLE_WEIGHTS, "strength must be low, medium or high")
+        for name in ("content_weight", "tv_weight"):
+            _check(_finite_nonneg(getattr(self, name)), f"{name} must be a non-negative number")
+        if self.style_weight is not None:
+            _check(_finite_nonneg(self.style_weight), "style_weight must be a non-negative number")
+        _check(0.05 <= self.style_scale <= 4.0, "style_scale must be between 0.05 and 4")
+        _check(self.optimizer in ("lbfgs", "adam"), "optimizer must be lbfgs or adam")
+        _check(0 < self.learning_rate <= 1, "learning_rate must be in (0, 1]")
+        _check(self.init in ("content", "random", "image"), "init must be content, random or image")
+        if self.seed is not None:
+            _check(0 <= self.seed < 2**63, "seed must be between 0 and 2^63-1")
+        _check(bool(self.content_layers), "content_layers must not be empty")
+        _check(bool(self.style_layers), "style_layers must not be empty")
+        for layer in (*self.content_layers, *self.style_layers):
+            _check(layer in VGG19_LAYERS, f"unknown VGG19 layer {layer!r}")
+        if self.style_layer_weights is not None:
+            _check(
+                len(self.style_layer_weights) == len(self.style_layers),
+                "style_layer_weights needs one weight per style layer",
+            )
+            check_blend(self.style_layer_weights, what="style_layer_weights")
+        if self.style_blend is not None:
+            check_blend(self.style_blend, what="style_blend")
+
+    def normalized_blend(self, n_styles: int) -> list[float]:
+        """Per-style-image weights summing to 1, checked against the number of style images."""
+        if self.style_blend is None:
+            return [1.0 / n_styles] * n_styles
+        if len(self.style_blend) != n_styles:
+            raise ParamsError(
+                f"style_blend has {len(self.style_blend)} weights for {n_styles} style images"
+            )
+        total = sum(self.style_blend)
+        return [w / total for w in self.style_blend]
+
+    def normalized_layer_weights(self) -> list[float]:
+        """Per-style-layer weights summing to 1."""
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        total = sum(weights)
+        return [w / total for w in weights]
+
+    def replace(self, **changes: Any) -> TransferParams:
+        """A copy with some fields changed (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransferParams:
+        """Build from `to_dict` output (or a subset); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParamsError(f"unknown parameter(s): {', '.join(unknown)}")
+        values = {}
+        for key, value in data.items():
+            values[key] = tuple(value) if isinstance(value, list) else value
+        try:
+            return cls(**values)
+        except TypeError as exc:  # wrong types that comparisons trip over
+            raise ParamsError(f"bad parameter value: {exc}") from exc
+
+
+def check_blend(weights: tuple[float, ...] | list[float], *, what: str = "blend weights") -> None:
+    """Blend weights must be finite, non-negative and not all zero."""
+    _check(len(weights) > 0, f"{what} must not be empty")
+    _check(all(_finite_nonneg(w) for w in weights), f"{what} must be non-negative numbers")
+    _check(sum(weights) > 0, f"{what} must not all be zero")
+
+
+def _finite_nonneg(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value >= 0
+        and value != float("inf")
+        and value == value  # not NaN
+    )
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ParamsError(message)
