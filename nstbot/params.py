@@ -27,7 +27,7 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 # Style weight per strength preset, relative to a content weight of 1 (see docs/engine.md).
-STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 2e3, "medium": 1e4, "high": 5e4}
+STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 3.0, "medium": 10.0, "high": 30.0}
 
 
 class ParamsError(ValueError):
@@ -85,7 +85,7 @@ class TransferParams:
         _check(1 <= self.steps <= 100_000, "steps must be between 1 and 100000")
         _check(1 <= self.scales <= 8, "scales must be between 1 and 8")
         _check(self.scales <= self.steps, "steps must be at least the number of scales")
-        _check(16 <= self.min_size, "min_size must be at least 16 pixels")
+        _check(self.min_size >= 16, "min_size must be at least 16 pixels")
         _check(self.strength in STRENGTH_STYLE_WEIGHTS, "strength must be low, medium or high")
         for name in ("content_weight", "tv_weight"):
             _check(_finite_nonneg(getattr(self, name)), f"{name} must be a non-negative number")

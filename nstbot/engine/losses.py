@@ -1,0 +1,67 @@
+"""Loss modules holding their targets: content, Gram-matrix style, total variation.
+
+Content and style losses are relative squared errors (the squared error divided by the target's
+squared norm). That keeps every term near 1 at the start whatever the layer's activation scale, so
+one set of weights behaves the same across layers, image sizes and precisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of (N, C, H, W) activations, normalized by C*H*W, computed in fp32."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).float()
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def blend_grams(grams: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """Weighted mix of several style images' Gram matrices (weights already sum to 1)."""
+    if len(grams) != len(weights):
+        raise ValueError("one weight per Gram matrix is needed")
+    total = torch.zeros_like(grams[0])
+    for gram, weight in zip(grams, weights, strict=True):
+        total = total + weight * gram
+    return total
+
+
+class ContentLoss(nn.Module):
+    """||F - T||² / ||T||² against fixed target activations."""
+
+    def __init__(self, target: torch.Tensor) -> None:
+        super().__init__()
+        target = target.detach().float()
+        self.register_buffer("target", target)
+        self.register_buffer("scale", 1.0 / (target.pow(2).sum() + EPS))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.target).pow(2).sum() * self.scale
+
+
+class StyleLoss(nn.Module):
+    """||G(F) - T||² / ||T||² against a fixed target Gram matrix."""
+
+    def __init__(self, target_gram: torch.Tensor) -> None:
+        super().__init__()
+        target_gram = target_gram.detach().float()
+        self.register_buffer("target", target_gram)
+        self.register_buffer("scale", 1.0 / (target_gram.pow(2).sum() + EPS))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (gram_matrix(features) - self.target).pow(2).sum() * self.scale
+
+
+class TVLoss(nn.Module):
+    """Total variation: mean squared difference of neighbouring pixels, both directions."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        return dx.pow(2).mean() + dy.pow(2).mean()

@@ -1,0 +1,60 @@
+"""Layer naming, cutting the network, and the in-place ReLU trap."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nstbot.engine.vgg import FeatureExtractor, layer_index
+from nstbot.engine.weights import build_features
+from nstbot.params import VGG19_LAYERS
+
+
+@pytest.fixture(scope="module")
+def features() -> nn.Sequential:
+    torch.manual_seed(0)
+    return build_features().eval()
+
+
+def test_layer_names_match_torchvision_modules(features: nn.Sequential) -> None:
+    assert len(VGG19_LAYERS) == len(features) == 37
+    for name, module in zip(VGG19_LAYERS, features, strict=True):
+        kind = {"conv": nn.Conv2d, "relu": nn.ReLU, "pool": nn.MaxPool2d}[
+            name.rstrip("_0123456789")
+        ]
+        assert isinstance(module, kind), name
+    assert layer_index("relu4_2") == 22
+    assert layer_index("conv5_1") == 28
+    with pytest.raises(ValueError, match="unknown"):
+        layer_index("relu6_1")
+
+
+def test_cut_after_last_used_layer_and_frozen(features: nn.Sequential) -> None:
+    extractor = FeatureExtractor(features, ["relu1_1", "relu3_1"])
+    assert len(extractor.net) == layer_index("relu3_1") + 1
+    assert not any(p.requires_grad for p in extractor.parameters())
+    extractor.train()
+    assert not extractor.training
+
+
+def test_conv_output_is_not_overwritten_by_inplace_relu(features: nn.Sequential) -> None:
+    extractor = FeatureExtractor(features, ["conv4_2", "relu4_2", "relu1_1"])
+    x = torch.rand(1, 3, 40, 40)
+    out = extractor(x)
+    assert (out["conv4_2"] < 0).any(), "conv4_2 must keep its negative values"
+    assert torch.equal(out["relu4_2"], torch.relu(out["conv4_2"]))
+    # Against a plain, non-in-place run of the same modules.
+    y = (x - extractor.mean) / extractor.std
+    for i in range(layer_index("conv4_2") + 1):
+        module = features[i]
+        y = torch.relu(y) if isinstance(module, nn.ReLU) else module(y)
+    assert torch.allclose(out["conv4_2"], y, atol=1e-5)
+
+
+def test_extractor_normalizes_with_imagenet_statistics(features: nn.Sequential) -> None:
+    extractor = FeatureExtractor(features, ["conv1_1"])
+    x = torch.rand(1, 3, 8, 8)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(extractor(x)["conv1_1"], features[0]((x - mean) / std), atol=1e-6)
