@@ -8,6 +8,7 @@ one set of weights behaves the same across layers, image sizes and precisions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,10 +16,33 @@ from torch import nn
 EPS = 1e-8
 
 
+class _Gram(torch.autograd.Function):
+    """F Fᵀ / n with a one-product backward: dF = (dG + dGᵀ) F / n.
+
+    Autograd's generic matmul backward would compute two products; on CPU the Gram matrices are a
+    visible share of each step, so the saved product matters.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, flat: torch.Tensor, norm: float) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.norm = norm
+        return torch.mm(flat, flat.t()).div_(norm)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        return torch.mm(grad + grad.t(), flat).div_(ctx.norm), None
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix of (N, C, H, W) activations, normalized by C*H*W, computed in fp32."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w).float()
+    flat = features.reshape(n, c, h * w)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    if n == 1:
+        return _Gram.apply(flat[0], float(c * h * w)).unsqueeze(0)
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 

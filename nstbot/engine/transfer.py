@@ -13,7 +13,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from nstbot.engine import color
 from nstbot.engine.device import (
@@ -421,8 +420,7 @@ class StyleTransfer:
     def _to_tensor(self, picture: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         if picture.size != size:
             picture = picture.resize(size, Image.Resampling.LANCZOS)
-        tensor = pil_to_tensor(picture).float().div_(255).unsqueeze(0).contiguous()
-        return tensor.to(self.torch_device)
+        return image_to_tensor(picture).to(self.torch_device)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self._channels_last else x
@@ -433,5 +431,14 @@ class StyleTransfer:
         return torch.autocast(self.torch_device.type, dtype=self._autocast)
 
 
+def image_to_tensor(picture: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a (1, 3, H, W) float tensor in [0, 1]."""
+    data = torch.frombuffer(bytearray(picture.convert("RGB").tobytes()), dtype=torch.uint8)
+    hwc = data.view(picture.height, picture.width, 3)
+    return hwc.permute(2, 0, 1).unsqueeze(0).float().div_(255).contiguous()
+
+
 def _to_pil(image: torch.Tensor) -> Image.Image:
-    return to_pil_image(image.squeeze(0).float().clamp(0, 1).mul(255).round().byte().cpu())
+    pixels = image.squeeze(0).float().clamp(0, 1).mul(255).round().byte().cpu()
+    hwc = pixels.permute(1, 2, 0).contiguous()
+    return Image.fromarray(hwc.numpy())

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from nstbot.engine.errors import WeightsError
 
@@ -45,14 +44,30 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def build_features() -> nn.Sequential:
-    """VGG19's `features` with torchvision's layout and initialization (random weights)."""
-    features = make_layers(cfgs["E"], batch_norm=False)
-    for module in features.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(module.bias)
-    return features
+# torchvision's configuration "E" (VGG19): channels per conv, "M" for a 2x2 max pool. The network is
+# built here rather than imported: importing torchvision costs each worker ~190 MB of memory, and a
+# test checks this layout against torchvision's own `vgg19().features`.
+VGG19_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+    512, 512, 512, 512, "M",
+)  # fmt: skip
+
+
+def build_features(*, init: bool = True) -> nn.Sequential:
+    """VGG19's `features` in torchvision's layout, with its random initialization if `init`."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for item in VGG19_CFG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        conv = nn.Conv2d(in_channels, int(item), kernel_size=3, padding=1)
+        if init:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU(inplace=True)]
+        in_channels = int(item)
+    return nn.Sequential(*layers)
 
 
 def find_weights(configured: str | os.PathLike[str] | None = None) -> Path | None:
@@ -133,7 +148,7 @@ def build_features_shapes() -> dict[str, tuple[int, ...]]:
     """Parameter shapes of VGG19's features, computed without allocating the network."""
     shapes: dict[str, tuple[int, ...]] = {}
     in_channels, index = 3, 0
-    for item in cfgs["E"]:
+    for item in VGG19_CFG:
         if item == "M":
             index += 1
             continue
@@ -179,7 +194,7 @@ def load_vgg19_features(
                 f"(engine.allow_download): {_FIX_HINT}"
             )
         path = download_weights(url=url, progress=progress)
-    features = build_features()
+    features = build_features(init=False)
     features.load_state_dict(load_features_state(path))
     log.info("loaded VGG19 weights from %s", path)
     return features, f"imagenet ({path.name})"

@@ -50,3 +50,16 @@ def test_blend_grams_weighted_sum() -> None:
     assert torch.allclose(blend_grams([a, b], [0.25, 0.75]), torch.full((1, 2, 2), 0.25))
     with pytest.raises(ValueError):
         blend_grams([a, b], [1.0])
+
+
+def test_gram_gradient_matches_autograd_reference() -> None:
+    feats = torch.randn(1, 5, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda f: gram_matrix(f).sum() * 3 + gram_matrix(f)[0, 1, 2], (feats,)
+    )
+    ref = feats.detach().clone().requires_grad_(True)
+    flat = ref.reshape(1, 5, 12)
+    weights = torch.randn(1, 5, 5, dtype=torch.float64)
+    ((torch.bmm(flat, flat.transpose(1, 2)) / 60) * weights).sum().backward()
+    (gram_matrix(feats) * weights).sum().backward()
+    assert torch.allclose(feats.grad, ref.grad)

@@ -58,3 +58,23 @@ def test_extractor_normalizes_with_imagenet_statistics(features: nn.Sequential) 
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     assert torch.allclose(extractor(x)["conv1_1"], features[0]((x - mean) / std), atol=1e-6)
+
+
+def test_layout_matches_torchvision_vgg19() -> None:
+    from torchvision.models import VGG19_Weights, vgg19
+
+    from nstbot.engine.weights import WEIGHTS_FILENAME, WEIGHTS_URL
+
+    reference = vgg19(weights=None).features
+    ours = build_features()
+    assert [type(m) for m in ours] == [type(m) for m in reference]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
+    for a, b in zip(ours, reference, strict=True):
+        if isinstance(a, nn.Conv2d):
+            assert (a.kernel_size, a.padding, a.stride) == (b.kernel_size, b.padding, b.stride)
+        if isinstance(a, nn.MaxPool2d):
+            assert (a.kernel_size, a.stride) == (b.kernel_size, b.stride)
+    assert VGG19_Weights.IMAGENET1K_V1.url == WEIGHTS_URL
+    assert WEIGHTS_URL.endswith(WEIGHTS_FILENAME)
