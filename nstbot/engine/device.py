@@ -56,7 +56,9 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 def prepare_device(device: torch.device) -> None:
     """Turn on the per-device speed switches that never change results' meaning."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        # cudnn.benchmark stays off: it autotunes every new input shape (2-7 s each on an H200),
+        # and every job and every scale brings new shapes, so it costs more than it saves.
+        torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 

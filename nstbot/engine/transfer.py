@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -22,6 +23,7 @@ from nstbot.engine.device import (
     resolve_device,
 )
 from nstbot.engine.errors import OutOfMemoryError, StylizeCancelled
+from nstbot.engine.lbfgs import DeviceLBFGS
 from nstbot.engine.losses import ContentLoss, StyleLoss, TVLoss, blend_grams, gram_matrix
 from nstbot.engine.style_cache import StyleTargetCache, fingerprint
 from nstbot.engine.vgg import FeatureExtractor
@@ -35,20 +37,37 @@ LBFGS_HISTORY = 20  # enough curvature pairs for these problems; 100 (torch's de
 
 @dataclass
 class StepInfo:
-    """What the step callback receives after every optimizer step."""
+    """What the step callback receives after every optimizer step.
+
+    `loss` and `losses` are read from the device only when asked for: reading them waits for the
+    GPU to finish the step, so a callback that needs them rarely should read them rarely.
+    """
 
     scale: int
     scales: int
     step: int
     total: int
-    loss: float
-    losses: dict[str, float]
     elapsed: float
     eta: float | None
     size: tuple[int, int]
+    _values: torch.Tensor = field(repr=False, default_factory=lambda: torch.zeros(4))
     _preview: Callable[[int], Image.Image] = field(
         repr=False, default=lambda _: Image.new("RGB", (1, 1))
     )
+
+    @functools.cached_property
+    def _floats(self) -> list[float]:
+        return self._values.tolist()
+
+    @property
+    def loss(self) -> float:
+        """The weighted total loss after this step's evaluation."""
+        return self._floats[0]
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """The unweighted content, style and total-variation terms."""
+        return dict(zip(("content", "style", "tv"), self._floats[1:], strict=True))
 
     def preview(self, max_side: int = 256) -> Image.Image:
         """The image as it stands now, at most `max_side` pixels on its longest side."""
@@ -240,8 +259,7 @@ class StyleTransfer:
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         image: torch.Tensor | None = None
         step = 0
-        loss_value = math.nan
-        parts: dict[str, float] = {}
+        values = torch.full((4,), math.nan)
         for scale, ((w, h), n_steps) in enumerate(zip(sizes, steps, strict=True)):
             content_t = self._to_tensor(content, (w, h))
             net_content = color.luminance(content_t) if params.preserve_colors else content_t
@@ -267,7 +285,7 @@ class StyleTransfer:
             )  # fmt: skip
 
             for scale_step in range(n_steps):
-                loss_value, parts = self._step(optimizer, image, objective)
+                values = self._step(optimizer, image, objective)
                 step += 1
                 elapsed = time.perf_counter() - start
                 if on_step is not None:
@@ -278,8 +296,7 @@ class StyleTransfer:
                         scales=len(sizes),
                         step=step,
                         total=params.steps,
-                        loss=loss_value,
-                        losses=parts,
+                        _values=values,
                         elapsed=elapsed,
                         eta=eta,
                         size=(w, h),
@@ -290,6 +307,7 @@ class StyleTransfer:
             image = image.detach()
         assert image is not None
         final = self._finish(image, self._to_tensor(content, sizes[-1]), params.preserve_colors)
+        loss_value, *parts = values.tolist()
         seconds = time.perf_counter() - start
         stats = {
             "steps": step,
@@ -297,7 +315,7 @@ class StyleTransfer:
             "size": list(sizes[-1]),
             "seconds": round(seconds, 3),
             "loss": loss_value,
-            "losses": parts,
+            "losses": dict(zip(("content", "style", "tv"), parts, strict=True)),
             "device": self.device,
             "precision": self.precision,
             "weights": self.weights_description,
@@ -307,10 +325,11 @@ class StyleTransfer:
 
     def _step(
         self,
-        optimizer: torch.optim.Optimizer,
+        optimizer: DeviceLBFGS | torch.optim.Optimizer,
         image: torch.Tensor,
         objective: Objective,
-    ) -> tuple[float, dict[str, float]]:
+    ) -> torch.Tensor:
+        """One optimizer step; returns (total, content, style, tv) on the device, unsynchronized."""
         last: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
@@ -323,18 +342,16 @@ class StyleTransfer:
         optimizer.step(closure)
         with torch.no_grad():
             image.clamp_(0, 1)
-        values = torch.cat([last[0].reshape(1).float(), last[1].float()]).tolist()
-        return values[0], {"content": values[1], "style": values[2], "tv": values[3]}
+        return torch.cat([last[0].reshape(1).float(), last[1].float()])
 
-    def _optimizer(self, image: torch.Tensor, params: TransferParams) -> torch.optim.Optimizer:
+    def _optimizer(
+        self, image: torch.Tensor, params: TransferParams
+    ) -> DeviceLBFGS | torch.optim.Optimizer:
         if params.optimizer == "adam":
             return torch.optim.Adam([image], lr=params.learning_rate)
         # One iteration per step() call: the callback runs between iterations, so a cancel lands
-        # within one step, and the history persists in the optimizer's state across calls.
-        return torch.optim.LBFGS(
-            [image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY,
-            tolerance_grad=0.0, tolerance_change=0.0,
-        )  # fmt: skip
+        # within one step; the curvature history lives on across calls.
+        return DeviceLBFGS(image, lr=1.0, history_size=LBFGS_HISTORY)
 
     def _initial(
         self,

@@ -1,0 +1,133 @@
+"""The command line end to end, in subprocesses as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nstbot.cli import build_parser, params_from_args
+
+
+def nstbot(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "nstbot.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=240,
+        check=False,
+    )
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path) -> dict[str, str]:
+    return {"TORCH_HOME": str(tmp_path / "torch-home")}
+
+
+def test_stylize_end_to_end(data_dir: Path, tmp_path: Path, torch_home: dict[str, str]) -> None:
+    out = tmp_path / "result.png"
+    proc = nstbot(
+        "stylize", str(data_dir / "content-coffee.jpg"), str(data_dir / "style-brick.jpg"),
+        str(data_dir / "style-gravel.jpg"), "--blend", "2", "1",
+        "-o", str(out), "--size", "48", "--steps", "4", "--scales", "2", "--min-size", "32",
+        "--weights", "random", "--device", "cpu", "--seed", "3",
+        env=torch_home,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM" in proc.stderr and "RANDOM WEIGHTS" in proc.stdout
+    with Image.open(out) as img:
+        assert max(img.size) == 48 and img.mode == "RGB"
+        params = json.loads(img.text["nstbot:params"])
+    assert params["size"] == 48 and params["style_blend"] == [2.0, 1.0] and params["seed"] == 3
+    assert "4/4" in proc.stderr  # the tqdm bar reached the end
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--size", "0"], 2, "size must be between"),
+        (["--blend", "1", "2"], 2, "2 weights for 1 style"),
+        (["--blend", "-1"], 2, "non-negative"),
+        (["--style-layers", "relu9_9"], 2, "unknown VGG19 layer"),
+        (["--precision", "bf16", "--device", "cpu"], 5, "needs a CUDA device"),
+        (["--device", "cuda:7"], 5, "cuda"),
+    ],
+)
+def test_bad_options_give_one_line_errors(
+    data_dir: Path, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    proc = nstbot(
+        "stylize", str(data_dir / "content-coffee.jpg"), str(data_dir / "style-brick.jpg"),
+        "-o", str(tmp_path / "o.png"), "--weights", "random", "--steps", "3", "--size", "64", *args,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_missing_and_unreadable_inputs(data_dir: Path, tmp_path: Path) -> None:
+    style = str(data_dir / "style-brick.jpg")
+    proc = nstbot("stylize", str(tmp_path / "nope.jpg"), style, "-o", str(tmp_path / "o.png"))
+    assert proc.returncode == 3 and "no such file" in proc.stderr
+    fake = tmp_path / "fake.png"
+    fake.write_text("<html><body>not an image</body></html>")
+    proc = nstbot("stylize", str(fake), style, "-o", str(tmp_path / "o.png"))
+    assert proc.returncode == 3 and "HTML" in proc.stderr and "Traceback" not in proc.stderr
+    proc = nstbot("stylize", style, style, "-o", str(tmp_path / "o.gif"))
+    assert proc.returncode == 2 and ".png" in proc.stderr
+
+
+def test_missing_weights_name_the_command(
+    data_dir: Path, tmp_path: Path, torch_home: dict[str, str]
+) -> None:
+    proc = nstbot(
+        "stylize", str(data_dir / "content-coffee.jpg"), str(data_dir / "style-brick.jpg"),
+        "-o", str(tmp_path / "o.png"), "--no-download", "--device", "cpu",
+        env=torch_home,
+    )  # fmt: skip
+    assert proc.returncode == 4
+    assert "nstbot weights download" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_weights_path_and_verify(tmp_path: Path, torch_home: dict[str, str]) -> None:
+    proc = nstbot("weights", "path", env=torch_home)
+    assert proc.returncode == 4 and "none" in proc.stdout
+    proc = nstbot("weights", "verify", str(tmp_path / "missing.pth"), env=torch_home)
+    assert proc.returncode == 4 and "BAD" in proc.stdout
+    proc = nstbot("weights", "download", "--skip", env=torch_home)
+    assert proc.returncode == 0 and "skipping" in proc.stdout
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\ndevise = "cpu"\n')
+    proc = nstbot("--config", str(cfg), "weights", "path")
+    assert proc.returncode == 2 and "engine.devise" in proc.stderr
+
+
+def test_help_works() -> None:
+    proc = nstbot("--help")
+    assert proc.returncode == 0
+    for command in ("run", "stylize", "weights", "worker", "sync", "check"):
+        assert command in proc.stdout
+
+
+def test_only_given_options_reach_params() -> None:
+    args = build_parser().parse_args(["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--size", "99"])
+    params = params_from_args(args)
+    assert params.size == 99
+    assert params.steps == type(params)().steps  # default comes from TransferParams alone
+    args = build_parser().parse_args(
+        ["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--init-image", "i.png"]
+    )
+    assert params_from_args(args).init == "image"
