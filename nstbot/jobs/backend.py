@@ -1,0 +1,112 @@
+"""The boundary between the scheduler and whatever runs jobs: local processes now, Celery later.
+
+The scheduler owns policy (fairness, limits, retries, timeouts, the journal); a backend owns
+workers (starting them, handing them one job at a time, noticing when they die). They talk in the
+plain data of `nstbot.jobs.model` plus the two types below.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nstbot.jobs.model import Event, Job
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One attempt at one job: the job, its stored input images (content first), attempt number."""
+
+    job: Job
+    inputs: list[str]
+    attempt: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {"job": self.job.to_dict(), "inputs": self.inputs, "attempt": self.attempt}
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """The worker running the job died or was killed before it reported an outcome."""
+
+    detail: str
+    """What happened, for logs: exit code, signal, "stopped responding"..."""
+
+
+class BackendListener(Protocol):
+    """What a backend reports to the scheduler (always on the event loop's thread)."""
+
+    def job_event(self, job_id: str, event: Event | WorkerLost) -> None:
+        """A Started, Progress or final event from a worker, or the loss of its worker."""
+
+    def capacity_changed(self) -> None:
+        """A worker became free, came up, went down or failed to start."""
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker as `health()` shows it."""
+
+    name: str
+    device: str
+    """As configured (auto, cpu, cuda:0...)."""
+    resolved_device: str | None
+    """What the worker actually uses, once it has started."""
+    state: str
+    """starting, ready, busy, waiting (to restart, see next_restart_in) or stopped."""
+    pid: int | None
+    job_id: str | None
+    jobs_done: int
+    restarts: int
+    last_error: str | None
+    start_failed: bool
+    """Whether its latest start attempt failed (weights missing, no GPU...)."""
+    next_restart_in: float | None
+
+    @property
+    def alive(self) -> bool:
+        """Ready or busy."""
+        return self.state in ("ready", "busy")
+
+
+class Backend(ABC):
+    """Runs jobs on workers, one job per worker at a time."""
+
+    @abstractmethod
+    async def start(self, listener: BackendListener) -> None:
+        """Start the workers (do not wait for them to be ready)."""
+
+    @abstractmethod
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until every worker is either ready or has failed to start, or `timeout` passes."""
+
+    @abstractmethod
+    def free_slots(self) -> int:
+        """How many jobs could be dispatched right now."""
+
+    @abstractmethod
+    def dispatch(self, request: RunRequest) -> None:
+        """Hand a job to a free worker (only call while `free_slots()` > 0)."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop a running job within one step; a worker that does not comply is killed."""
+
+    @abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """Why no job can run now or soon (every worker failed to start), else None."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerStatus]:
+        """Status of every worker."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Interrupt running jobs and stop every worker; reports nothing more to the listener."""
+
+
+def restart_delay(failures: int, cap: float, base: float = 0.5) -> float:
+    """Exponential backoff before restart number `failures` (1-based): base, 2*base, ... cap."""
+    return float(min(cap, base * 2 ** max(0, failures - 1)))

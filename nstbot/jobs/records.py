@@ -1,0 +1,149 @@
+"""The journal and the job files behind one background thread, so the event loop never waits on
+the disk and writes land in the order they were made."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nstbot.jobs.journal import Journal
+from nstbot.jobs.model import Cancelled, Failed, Finished, Job, final_state
+from nstbot.jobs.recovery import RecoveryPlan, recover
+from nstbot.jobs.storage import JobFiles
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Records:
+    """`<data_dir>/journal.sqlite3` and `<data_dir>/jobs/`, written from one thread in order."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.files = JobFiles(self.data_dir / "jobs")
+        self.journal: Journal | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-journal")
+
+    async def open(self, retention_hours: float) -> RecoveryPlan:
+        """Open the journal, prune old jobs and stray folders, and sort out unfinished jobs."""
+        self.journal = await self._call(Journal, self.data_dir / "journal.sqlite3")
+        # Nothing is being submitted yet, so any folder the journal does not know is debris.
+        await self.prune(retention_hours, orphan_age_s=0.0)
+        return await self._call(recover, self.journal, self.files)
+
+    async def close(self) -> None:
+        """Finish pending writes and close the journal."""
+        if self.journal is not None:
+            await self._call(self.journal.close)
+            self.journal = None
+        self._io.shutdown(wait=True)
+
+    async def store(self, job: Job, content: bytes, styles: list[bytes]) -> list[str]:
+        """Write the input images, then the journal entry; returns the input paths."""
+        return await self._call(self._store, job, content, styles)
+
+    def running(self, job_id: str, attempts: int, started_at: float) -> None:
+        """The job went to a worker."""
+        self._write(lambda j: j.mark_running(job_id, attempts, started_at))
+
+    def requeued(self, job_id: str, attempts: int) -> None:
+        """The job waits again (worker crash retry, or interrupted by shutdown)."""
+        self._write(lambda j: j.mark_queued(job_id, attempts))
+
+    def ended(
+        self, job_id: str, inputs: list[str], event: Finished | Failed | Cancelled, at: float
+    ) -> None:
+        """The job ended: keep a result for (re-)delivery, drop the inputs."""
+        self._write(lambda j: self._ended(j, job_id, inputs, event, at))
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job that was journaled but never queued."""
+        self._write(lambda j: self._ended(j, job_id, [], Cancelled("not queued"), time.time()))
+
+    async def record_delivery(self, job_id: str, ok: bool, detail: str | None) -> bool:
+        """Note the delivery; a delivered result's folder is deleted. False if unknown."""
+        journal = self.journal
+        if journal is None:
+            return False
+
+        def record() -> bool:
+            found = journal.record_delivery(job_id, ok, detail)
+            if ok and found:
+                self.files.remove(job_id)
+            return found
+
+        return await self._call(record)
+
+    async def prune(self, retention_hours: float, orphan_age_s: float = 3600.0) -> None:
+        """Forget jobs that ended over `retention_hours` ago, with their files."""
+        journal = self.journal
+        if journal is None:
+            return
+        before = time.time() - retention_hours * 3600
+
+        def prune() -> None:
+            gone = journal.prune(before, self.files.root)
+            orphans = self.files.remove_orphans(journal.known_ids(), orphan_age_s)
+            if gone or orphans:
+                log.info("pruned %d old jobs and %d stray folders", len(gone), len(orphans))
+
+        await self._call(prune)
+
+    # -- on the journal thread ---------------------------------------------------------------
+
+    def _store(self, job: Job, content: bytes, styles: list[bytes]) -> list[str]:
+        assert self.journal is not None
+        inputs = self.files.write_inputs(job.id, content, styles)
+        self.journal.add(job, inputs)
+        return inputs
+
+    def _ended(
+        self,
+        journal: Journal,
+        job_id: str,
+        inputs: list[str],
+        event: Finished | Failed | Cancelled,
+        at: float,
+    ) -> None:
+        result_path = None
+        if isinstance(event, Finished):
+            result_path = self.files.write_result(job_id, event.image, event.filename)
+            self.files.remove_files(inputs)
+        else:
+            self.files.remove(job_id)
+        error = detail = None
+        if isinstance(event, Failed):
+            error, detail = event.message, event.detail
+        journal.mark_done(
+            job_id,
+            final_state(event),
+            finished_at=at,
+            error=error,
+            error_detail=detail,
+            stats=event.stats if isinstance(event, Finished) else None,
+            result_path=result_path,
+        )
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, functools.partial(fn, *args))
+
+    def _write(self, fn: Callable[[Journal], Any]) -> None:
+        # Fire and forget: the single thread keeps writes in order, failures are logged.
+        journal = self.journal
+        if journal is None:
+            return
+        future = self._io.submit(fn, journal)
+        future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("journal write failed: %r", exc)

@@ -1,0 +1,74 @@
+"""Job files on disk: `<data_dir>/jobs/<id>/content.img, style0.img, ... result.png`.
+
+Inputs live until the job ends; a result lives until its delivery is recorded (so a restart can
+deliver it again) or the retention period passes. Synchronous: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+
+class JobFiles:
+    """The folder of every job's files."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, job_id: str) -> Path:
+        """The folder of one job."""
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise ValueError(f"bad job id {job_id!r}")
+        return self.root / job_id
+
+    def write_inputs(self, job_id: str, content: bytes, styles: list[bytes]) -> list[str]:
+        """Store the input images; returns their paths, content first."""
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / "content.img"] + [folder / f"style{i}.img" for i in range(len(styles))]
+        for path, data in zip(paths, [content, *styles], strict=True):
+            _write(path, data)
+        return [str(p) for p in paths]
+
+    def write_result(self, job_id: str, data: bytes, name: str = "result.png") -> str:
+        """Store a finished job's image; returns its path."""
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        _write(path, data)
+        return str(path)
+
+    @staticmethod
+    def remove_files(paths: list[str]) -> None:
+        """Delete some files, ignoring those already gone."""
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
+
+    def remove(self, job_id: str) -> None:
+        """Delete a job's folder."""
+        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+    def remove_orphans(self, known: set[str], older_than_s: float) -> list[str]:
+        """Delete folders of jobs the journal does not know, if untouched for a while."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        cutoff = time.time() - older_than_s
+        for entry in self.root.iterdir():
+            # The age check keeps a folder being written by a submit that has not reached the
+            # journal yet.
+            if entry.is_dir() and entry.name not in known and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+        return removed
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Write then rename, so a crash never leaves a half-written image under the final name.
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
