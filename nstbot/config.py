@@ -62,6 +62,43 @@ class ExecutorConfig:
     retry_crashed: bool = True
     heartbeat_timeout_s: float = 30.0
     retention_hours: float = 72.0
+    worker_start_timeout_s: float = 300.0
+    """A worker not ready this long after spawning (importing torch, loading VGG19) is killed."""
+    restart_backoff_max_s: float = 60.0
+    """Cap of the exponential delay (0.5 s, 1 s, 2 s, ...) before restarting a failed worker."""
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    token_file: str = ""
+    """File holding the bot token; the DISCORD_TOKEN environment variable wins when set."""
+    api_base: str = "https://discord.com/api/v10"
+    """Discord REST base URL (tests point it at a local fake server)."""
+    gateway_url: str = ""
+    """Gateway websocket URL; empty means the one GET /gateway/bot answers."""
+    attachment_hosts: tuple[str, ...] = ("cdn.discordapp.com", "media.discordapp.net")
+    """Hosts attachments may be downloaded from; any other URL is refused."""
+    message_commands: bool = False
+    """Prefix and mention commands; need the privileged message-content intent."""
+    prefix: str = "!"
+    owner_ids: tuple[int, ...] = ()
+    """User ids allowed to run owner commands (sync); empty means the application's owner."""
+    edit_interval_s: float = 3.0
+    """Least time between two edits of one progress message."""
+    preview_interval_s: float = 15.0
+    """Least time between two preview images on a progress message."""
+    download_timeout_s: float = 20.0
+    token_lifetime_s: float = 900.0
+    """Discord's interaction token lifetime; past it, results go by channel message."""
+    token_margin_s: float = 60.0
+    """Treat a token as expired this long before it really is."""
+    hardware: str = "auto"
+    """auto, cpu or gpu: which quality-preset table applies (auto asks the scheduler)."""
+    default_quality: str = "balanced"
+    max_size: int = 0
+    """Hard cap on the output's longest side for every server; 0 means the preset's cap."""
+    max_steps: int = 0
+    """Hard cap on optimizer steps; 0 means the preset's count."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +109,24 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True
+    """Serve /healthz and /metrics (see nstbot/web.py)."""
+    host: str = "127.0.0.1"
+    """Listen address; the Docker image sets 0.0.0.0 (compose publishes it on loopback)."""
+    port: int = 8787
+    """0 picks a free port (tests)."""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     engine: EngineConfig = field(default_factory=EngineConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def data_path(self) -> Path:
@@ -87,7 +136,9 @@ class Config:
 ENV_PREFIX = "NSTBOT_"
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None
+) -> Config:
     """Read `path` (if given) and environment overrides into a Config."""
     env = dict(os.environ if env is None else env)
     raw: dict[str, Any] = {}
