@@ -24,6 +24,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """The style-transfer engine in each worker process."""
+
     device: str = "auto"
     """auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."""
     precision: str = "fp32"
@@ -38,30 +40,48 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class ImagesConfig:
+    """Limits on uploaded images, checked before their pixels are decoded."""
+
     max_bytes: int = 25_000_000
+    """Largest accepted file, in bytes."""
     max_pixels: int = 40_000_000
+    """Largest accepted width x height, read from the header."""
     max_side: int = 12_000
+    """Longest accepted side, in pixels."""
     min_side: int = 32
+    """Smaller images are upscaled to this short side (VGG19 needs about 32 px)."""
     reject_below: int = 8
+    """Images with a side under this are refused rather than upscaled."""
 
 
 @dataclass(frozen=True)
 class ExecutorConfig:
+    """The job queue: workers, limits, timeouts and the journal."""
+
     backend: str = "local"
     """local (worker processes on this machine) or celery."""
     devices: tuple[str, ...] = ("auto",)
     """One worker process per entry: auto, cpu, cuda:0, cuda:1, ..."""
     max_queue: int = 50
+    """Jobs waiting in all (0 = no limit)."""
     per_user_queued: int = 3
+    """Jobs one user may have waiting or running (0 = no limit)."""
     per_user_running: int = 1
+    """Jobs of one user running at once; the next waits while others' jobs go ahead."""
     per_guild_queued: int = 0
-    """0 means no per-guild limit."""
+    """Jobs one server may have waiting or running (0 = no limit)."""
     job_timeout_s: float = 900.0
+    """A job running longer is stopped and reported."""
     preview_interval_s: float = 5.0
+    """Least time between two preview images from a worker."""
     progress_interval_s: float = 0.5
+    """Least time between two progress events from a worker."""
     retry_crashed: bool = True
+    """Run a job again once when its worker process dies under it."""
     heartbeat_timeout_s: float = 30.0
+    """A worker silent this long is killed and restarted."""
     retention_hours: float = 72.0
+    """Finished jobs and their files are pruned after this long."""
     worker_start_timeout_s: float = 300.0
     """A worker not ready this long after spawning (importing torch, loading VGG19) is killed."""
     restart_backoff_max_s: float = 60.0
@@ -70,6 +90,8 @@ class ExecutorConfig:
 
 @dataclass(frozen=True)
 class BotConfig:
+    """The Discord side. The token comes from DISCORD_TOKEN or token_file, never from here."""
+
     token_file: str = ""
     """File holding the bot token; the DISCORD_TOKEN environment variable wins when set."""
     api_base: str = "https://discord.com/api/v10"
@@ -103,6 +125,8 @@ class BotConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
+    """Logging of the bot and its workers."""
+
     level: str = "INFO"
     format: str = "text"
     """text or json."""
@@ -110,6 +134,8 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
+    """The /healthz and /metrics endpoint."""
+
     enabled: bool = True
     """Serve /healthz and /metrics (see nstbot/web.py)."""
     host: str = "127.0.0.1"
@@ -121,6 +147,7 @@ class WebConfig:
 @dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
+    """Folder of the journal, the settings database and jobs' files."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)

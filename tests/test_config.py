@@ -63,3 +63,11 @@ def test_errors_name_the_key(tmp_path: Path, text: str, env: dict, message: str)
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", env={})
+
+
+def test_example_config_is_generated_from_the_code() -> None:
+    from nstbot.config_example import example_toml
+
+    text = (ROOT / "config.example.toml").read_text()
+    assert text == example_toml(), "run: python -m nstbot.config_example > config.example.toml"
+    assert "[engine]" in text and "# auto (CUDA, then MPS, then CPU)" in text
