@@ -1,0 +1,1 @@
+"""Cogs: one per area, each loaded as an extension by the client."""

@@ -1,0 +1,174 @@
+"""Server settings and operations: /nst settings, /nst queue, /nst stats, and owner-only sync."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+from discord.ext import commands
+
+from nstbot.bot.presets import QUALITIES
+from nstbot.bot.progress import format_duration
+from nstbot.bot.settings import GuildSettings
+
+if TYPE_CHECKING:
+    from nstbot.bot.client import NSTBot
+
+log = logging.getLogger(__name__)
+
+
+def can_manage(permissions: discord.Permissions | None) -> bool:
+    """Settings need Manage Server (administrators have it implicitly)."""
+    if permissions is None:
+        return False
+    return bool(permissions.manage_guild or permissions.administrator)
+
+
+def describe_settings(s: GuildSettings) -> str:
+    """The settings as a short message."""
+    channels = ", ".join(f"<#{c}>" for c in s.allowed_channels) or "every channel"
+    return "\n".join(
+        [
+            f"Channels: {channels}",
+            f"Max size: {s.max_size or 'the preset cap'}{' px' if s.max_size else ''}",
+            f"Max quality: {s.max_quality}",
+            f"Per-member queue limit: {s.per_user_queue or 'the bot default'}",
+            f"Cooldown: {format_duration(s.cooldown_s) if s.cooldown_s else 'none'}",
+        ]
+    )
+
+
+def describe_stats(stats: Any) -> str:
+    """Scheduler stats (a dict or an object with attributes) as a short message."""
+    data = stats if isinstance(stats, dict) else getattr(stats, "__dict__", {})
+    lines = []
+    for key, value in data.items():
+        label = key.replace("_", " ")
+        if value is None:
+            value = "-"
+        elif isinstance(value, float):
+            value = format_duration(value) if key.endswith(("_s", "seconds")) else f"{value:.2f}"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        lines.append(f"{label}: {value}")
+    return "\n".join(lines) or "No jobs yet."
+
+
+class Admin(commands.Cog):
+    """Settings, queue, stats and command sync."""
+
+    nst = app_commands.Group(name="nst", description="Style transfer bot settings and status")
+
+    def __init__(self, bot: NSTBot) -> None:
+        self.bot = bot
+
+    @nst.command(name="settings", description="Show or change this server's settings")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        allow_channel="Add a channel where requests are accepted",
+        remove_channel="Remove a channel from the allowed list",
+        all_channels="Accept requests in every channel again",
+        max_size="Largest result side in pixels (0: no cap beyond the quality's)",
+        max_quality="Highest quality members may ask for",
+        queue_limit="Jobs one member may have in progress here (0: the bot default)",
+        cooldown="Seconds between two requests of one member (0: none)",
+    )
+    @app_commands.choices(max_quality=[Choice(name=q, value=q) for q in QUALITIES])
+    async def settings(
+        self,
+        interaction: discord.Interaction[Any],
+        allow_channel: discord.TextChannel | None = None,
+        remove_channel: discord.TextChannel | None = None,
+        all_channels: bool = False,
+        max_size: app_commands.Range[int, 0, 8192] | None = None,
+        max_quality: str | None = None,
+        queue_limit: app_commands.Range[int, 0, 100] | None = None,
+        cooldown: app_commands.Range[int, 0, 86400] | None = None,
+    ) -> None:
+        """Manage Server only; without options it shows the current settings."""
+        if interaction.guild_id is None or not can_manage(interaction.permissions):
+            await interaction.response.send_message(
+                "Only members with Manage Server can change these settings.", ephemeral=True
+            )
+            return
+        store = self.bot.settings
+        current = store.get(interaction.guild_id)
+        channels = list(current.allowed_channels)
+        if all_channels:
+            channels = []
+        if allow_channel is not None and allow_channel.id not in channels:
+            channels.append(allow_channel.id)
+        if remove_channel is not None and remove_channel.id in channels:
+            channels.remove(remove_channel.id)
+        changes: dict[str, Any] = {"allowed_channels": tuple(channels)}
+        if max_size is not None:
+            changes["max_size"] = max_size
+        if max_quality is not None:
+            changes["max_quality"] = max_quality
+        if queue_limit is not None:
+            changes["per_user_queue"] = queue_limit
+        if cooldown is not None:
+            changes["cooldown_s"] = float(cooldown)
+        try:
+            new = await store.update(interaction.guild_id, **changes)
+        except ValueError as exc:
+            await interaction.response.send_message(f"Not saved: {exc}.", ephemeral=True)
+            return
+        if new != current:
+            log.info(
+                "guild %s: settings changed by user %s", interaction.guild_id, interaction.user.id
+            )
+        await interaction.response.send_message(describe_settings(new), ephemeral=True)
+
+    @nst.command(name="queue", description="Show the jobs waiting and running")
+    async def queue(self, interaction: discord.Interaction[Any]) -> None:
+        """Every job in the queue; members of other servers are not named."""
+        rows = self.bot.runner.scheduler.queue_snapshot() if self.bot.runner else []
+        lines = []
+        for row in rows[:20]:
+            job_id, user_id, guild_id, state, position = tuple(row)[:5]
+            who = f"<@{user_id}>" if guild_id == interaction.guild_id else "someone elsewhere"
+            where = "running" if not position else f"#{position}"
+            lines.append(f"`{job_id}` {who}: {state} ({where})")
+        if len(rows) > 20:
+            lines.append(f"…and {len(rows) - 20} more")
+        text = "\n".join(lines) or "The queue is empty."
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @nst.command(name="stats", description="Job counts and average times")
+    async def stats(self, interaction: discord.Interaction[Any]) -> None:
+        """The scheduler's counts by outcome and mean run and wait times."""
+        stats = self.bot.runner.scheduler.stats() if self.bot.runner else {}
+        await interaction.response.send_message(describe_stats(stats), ephemeral=True)
+
+    @nst.command(name="sync", description="Owner only: register the commands with Discord")
+    async def sync(self, interaction: discord.Interaction[Any]) -> None:
+        """Sync the command tree globally (owner only)."""
+        if not await self.bot.is_owner(interaction.user):
+            await interaction.response.send_message(
+                "Only the bot's owner can do that.", ephemeral=True
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        synced = await self.bot.tree.sync()
+        await interaction.followup.send(f"Synced {len(synced)} commands.", ephemeral=True)
+
+    @commands.command(name="sync")
+    @commands.is_owner()
+    async def sync_prefix(self, ctx: commands.Context[Any], guild_id: int | None = None) -> None:
+        """Owner only: `!sync [guild id]` registers the commands (globally or in one server)."""
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            self.bot.tree.copy_global_to(guild=guild)
+        synced = await self.bot.tree.sync(guild=guild)
+        await ctx.reply(f"Synced {len(synced)} commands.", mention_author=False)
+
+
+async def setup(bot: NSTBot) -> None:
+    """Extension entry point."""
+    await bot.add_cog(Admin(bot))

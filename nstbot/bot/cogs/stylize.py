@@ -1,0 +1,363 @@
+"""The ways to ask: /stylize, the "Stylize" message command, !stylize and @mention."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+from discord.ext import commands
+
+from nstbot.bot.delivery import DeliveryInfo
+from nstbot.bot.intake import Attachment, Refusal, image_attachments
+from nstbot.bot.origin import InteractionOrigin, MessageOrigin, Origin
+from nstbot.bot.presets import QUALITIES, Limits, build_params, help_table
+from nstbot.bot.progress import format_duration
+from nstbot.jobs.errors import SubmitRefused
+from nstbot.jobs.model import Job
+from nstbot.params import ParamsError, TransferParams
+
+if TYPE_CHECKING:
+    from nstbot.bot.client import NSTBot
+    from nstbot.bot.runner import Inputs
+
+log = logging.getLogger(__name__)
+
+STRENGTHS = ("low", "medium", "high")
+PREFIX_USAGE = (
+    "Usage: `{p}stylize [fast|balanced|best] [low|medium|high] [size=N] [seed=N] [colors]` "
+    "with two images attached (photo first, artwork second), or one artwork attached in a "
+    "reply to a message with the photo."
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the requester chose; None means the default."""
+
+    quality: str | None = None
+    strength: str = "medium"
+    size: int | None = None
+    preserve_colors: bool = False
+    seed: int | None = None
+
+
+def parse_options(text: str) -> Options:
+    """Parse prefix-command words like `best high size=512 seed=7 colors`; Refusal on junk."""
+    values: dict[str, Any] = {}
+    for word in text.lower().split():
+        key, _, value = word.partition("=")
+        if word in QUALITIES:
+            values["quality"] = word
+        elif word in STRENGTHS:
+            values["strength"] = word
+        elif word in ("colors", "colours", "preserve_colors", "keep-colors"):
+            values["preserve_colors"] = True
+        elif key in ("size", "seed") and value.isdigit():
+            values[key] = int(value)
+        elif word.endswith("px") and word[:-2].isdigit():
+            values["size"] = int(word[:-2])
+        else:
+            raise Refusal(f"I don't understand `{word[:40]}`.")
+    return Options(**values)
+
+
+class Stylize(commands.Cog):
+    """Stylization requests from every surface."""
+
+    def __init__(self, bot: NSTBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Stylize", callback=self.stylize_message)
+
+    async def cog_load(self) -> None:
+        """Register the message command (context menus cannot be declared inside a cog)."""
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        """Unregister the message command."""
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    # --- slash command --------------------------------------------------------------------
+
+    @app_commands.command(name="stylize", description="Repaint a photo in the style of an artwork")
+    @app_commands.describe(
+        content="The photo to repaint",
+        style="The artwork whose style to borrow",
+        style2="A second artwork to blend in (optional)",
+        strength="How strongly the style takes over (default medium)",
+        size="Longest side of the result in pixels (capped by quality and server settings)",
+        preserve_colors="Keep the photo's colours and take only the brush work",
+        quality="fast, balanced or best: more steps and scales take longer",
+        seed="Random seed, to repeat a result exactly",
+    )
+    @app_commands.choices(
+        strength=[Choice(name=s, value=s) for s in STRENGTHS],
+        quality=[Choice(name=q, value=q) for q in QUALITIES],
+    )
+    async def stylize(
+        self,
+        interaction: discord.Interaction[Any],
+        content: discord.Attachment,
+        style: discord.Attachment,
+        style2: discord.Attachment | None = None,
+        strength: str = "medium",
+        size: app_commands.Range[int, 32, 4096] | None = None,
+        preserve_colors: bool = False,
+        quality: str | None = None,
+        seed: app_commands.Range[int, 0, 2**53] | None = None,
+    ) -> None:
+        """/stylize content style [style2] [strength] [size] [preserve_colors] [quality] [seed]."""
+        origin = InteractionOrigin(interaction, self.bot.clock)
+        styles = [style] if style2 is None else [style, style2]
+        opts = Options(quality, strength, size, preserve_colors, seed)
+        await self.handle(origin, content, styles, opts)
+
+    async def stylize_message(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        """Message command: the first image is the photo, the second the artwork."""
+        origin = InteractionOrigin(interaction, self.bot.clock)
+        pictures = image_attachments(message.attachments)
+        if len(pictures) < 2:
+            await origin.ack()
+            await origin.refuse("That message needs two images: the photo first, then the artwork.")
+            return
+        await self.handle(origin, pictures[0], [pictures[1]], Options())
+
+    @app_commands.command(name="stylize-help", description="How /stylize works, with an example")
+    async def stylize_help(self, interaction: discord.Interaction[Any]) -> None:
+        """Explain the options and what each quality costs on this host."""
+        await interaction.response.send_message(
+            self.help_text(interaction.guild_id), ephemeral=True
+        )
+
+    def help_text(self, guild_id: int | None) -> str:
+        """The help message, with this server's caps."""
+        limits = self.limits(guild_id)
+        p = self.bot.config.bot.prefix
+        hardware = "a GPU" if self.bot.hardware() == "gpu" else "CPU only (no GPU)"
+        lines = [
+            "**/stylize** repaints your photo in the style of an artwork.",
+            "`content`: the photo · `style`: the artwork · `style2`: a second artwork to blend",
+            "`strength`: low / medium / high · `preserve_colors`: keep the photo's colours",
+            "`size`: longest side in pixels · `seed`: repeat a result exactly",
+            f"`quality` (this bot runs on {hardware}):",
+            help_table(self.bot.hardware(), limits),
+            "Example: `/stylize content:cat.jpg style:starry-night.jpg strength:high`",
+            "You can also right-click a message with two images → Apps → **Stylize**.",
+        ]
+        if self.bot.config.bot.message_commands:
+            lines.append(PREFIX_USAGE.format(p=p))
+        return "\n".join(lines)
+
+    # --- prefix command and mention -------------------------------------------------------
+
+    @commands.command(name="stylize")
+    async def stylize_prefix(self, ctx: commands.Context[Any], *, options: str = "") -> None:
+        """!stylize [options] with attachments, or in a reply."""
+        await self.handle_message(ctx.message, options)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """A bare mention of the bot with images attached is a request too."""
+        me = self.bot.user
+        if me is None or message.author.bot or not self.bot.config.bot.message_commands:
+            return
+        if message.content.strip() in (f"<@{me.id}>", f"<@!{me.id}>"):
+            await self.handle_message(message, "")
+
+    async def handle_message(self, message: discord.Message, options: str) -> None:
+        """Pick the images of a message (or of the message it replies to) and run."""
+        origin = MessageOrigin(message)
+        try:
+            opts = parse_options(options)
+            content, styles = await self._message_images(message)
+        except Refusal as exc:
+            usage = PREFIX_USAGE.format(p=self.bot.config.bot.prefix)
+            await origin.refuse(f"{exc}\n{usage}")
+            return
+        await self.handle(origin, content, styles, opts)
+
+    async def _message_images(
+        self, message: discord.Message
+    ) -> tuple[discord.Attachment, list[discord.Attachment]]:
+        pictures = image_attachments(message.attachments)
+        if len(pictures) >= 2:
+            return pictures[0], [pictures[1]]
+        ref = message.reference
+        if len(pictures) == 1 and ref is not None and ref.message_id is not None:
+            replied = ref.resolved if isinstance(ref.resolved, discord.Message) else None
+            if replied is None:
+                try:
+                    replied = await message.channel.fetch_message(ref.message_id)
+                except discord.HTTPException:
+                    raise Refusal("I can't read the message you replied to.") from None
+            theirs = image_attachments(replied.attachments)
+            if theirs:
+                return theirs[0], [pictures[0]]
+            raise Refusal("The message you replied to has no image.")
+        raise Refusal("I need two images.")
+
+    # --- the shared path ------------------------------------------------------------------
+
+    def limits(self, guild_id: int | None) -> Limits:
+        """Config caps narrowed by the server's settings."""
+        cfg = self.bot.config.bot
+        settings = self.bot.settings.get(guild_id)
+        sizes = [s for s in (cfg.max_size, settings.max_size) if s]
+        return Limits(
+            max_size=min(sizes) if sizes else 0,
+            max_steps=cfg.max_steps,
+            max_quality=settings.max_quality,
+        )
+
+    async def handle(
+        self,
+        origin: Origin,
+        content: discord.Attachment,
+        styles: list[discord.Attachment],
+        opts: Options,
+    ) -> None:
+        """Acknowledge, check, fetch, submit; every refusal goes back to the requester only."""
+        await origin.ack()
+        job_id = Job.new(user_id=origin.user_id).id
+        try:
+            job, blobs, info = await self._prepare(origin, job_id, content, styles, opts)
+            await self.bot.runner.submit(job, blobs, info)
+            self.bot.runner.note_request(origin.guild_id, origin.user_id)
+        except Refusal as exc:
+            log.info("job %s: refused: %s", job_id, exc)
+            await origin.refuse(str(exc))
+        except SubmitRefused as exc:
+            log.info("job %s: queue refused: %s", job_id, exc.message)
+            self.bot.runner.count_refused()
+            await origin.refuse(exc.message)
+        except Exception:
+            log.exception("job %s: request failed", job_id)
+            await origin.refuse(
+                f"Something went wrong on my side; please try again. (job `{job_id}`)"
+            )
+
+    async def _prepare(
+        self,
+        origin: Origin,
+        job_id: str,
+        content: discord.Attachment,
+        styles: list[discord.Attachment],
+        opts: Options,
+    ) -> tuple[Job, list[bytes], DeliveryInfo]:
+        bot = self.bot
+        runner = bot.runner
+        if runner is None:
+            raise Refusal("I'm still starting up; try again in a minute.")
+        settings = bot.settings.get(origin.guild_id)
+        if not settings.allows_channel(origin.channel_id, origin.parent_channel_id):
+            where = ", ".join(f"<#{c}>" for c in settings.allowed_channels)
+            raise Refusal(f"I don't paint in this channel here; try {where}.")
+        left = runner.cooldown_left(origin.guild_id, origin.user_id, settings.cooldown_s)
+        if left > 0:
+            raise Refusal(f"Slow down a little: you can ask again in {format_duration(left)}.")
+        if settings.per_user_queue and (
+            runner.active_jobs(origin.guild_id, origin.user_id) >= settings.per_user_queue
+        ):
+            raise Refusal(
+                f"You already have {settings.per_user_queue} image(s) in progress here; "
+                "wait for one to finish or cancel one."
+            )
+        quality = opts.quality or bot.config.bot.default_quality
+        seed = opts.seed if opts.seed is not None else random.randrange(2**31)
+        try:
+            params, notes = build_params(
+                quality=quality,
+                hardware=bot.hardware(),
+                limits=self.limits(origin.guild_id),
+                size=opts.size,
+                strength=opts.strength,
+                preserve_colors=opts.preserve_colors,
+                seed=seed,
+                n_styles=len(styles),
+            )
+        except (ParamsError, ValueError) as exc:
+            raise Refusal(f"{exc}.") from None
+        atts = [Attachment.from_discord(a) for a in (content, *styles)]
+        blobs = await bot.intake.load_all(atts[0], atts[1:], params.size)
+        job, info = await self._open_job(origin, job_id, params, quality, len(styles), notes)
+        return job, blobs, info
+
+    async def _open_job(
+        self,
+        origin: Origin,
+        job_id: str,
+        params: TransferParams,
+        quality: str,
+        n_styles: int,
+        notes: list[str],
+    ) -> tuple[Job, DeliveryInfo]:
+        """The Job and its DeliveryInfo, with the progress message opened."""
+        now = self.bot.clock()
+        info = DeliveryInfo(
+            channel_id=origin.channel_id,
+            user_id=origin.user_id,
+            guild_id=origin.guild_id,
+            summary=describe(params, quality, n_styles, notes),
+            requested_at=now,
+            **origin.delivery_fields(),
+        )
+        info.message_id = await origin.open_progress()
+        job = Job(
+            id=job_id,
+            user_id=origin.user_id,
+            params=params,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            created_at=now,
+        )
+        return job, info
+
+    async def run_again(self, interaction: discord.Interaction[Any], inputs: Inputs) -> None:
+        """The "Run again" button: same images and parameters, a new seed, for the presser."""
+        origin = InteractionOrigin(interaction, self.bot.clock)
+        await origin.ack()
+        job_id = Job.new(user_id=origin.user_id).id
+        try:
+            params = inputs.params.replace(seed=random.randrange(2**31))
+            quality = str(params.extra.get("quality", "balanced"))
+            n_styles = len(inputs.blobs) - 1
+            job, info = await self._open_job(origin, job_id, params, quality, n_styles, [])
+            await self.bot.runner.submit(job, inputs.blobs, info)
+        except SubmitRefused as exc:
+            await origin.refuse(exc.message)
+        except Exception:
+            log.exception("job %s: run again failed", job_id)
+            await origin.refuse(f"Something went wrong on my side. (job `{job_id}`)")
+
+
+def describe(params: TransferParams, quality: str, n_styles: int, notes: list[str]) -> str:
+    """One line of parameters for the progress and result messages."""
+    parts = [
+        f"{quality}",
+        f"{params.size} px",
+        f"{params.steps} steps",
+        f"strength {params.strength}",
+        f"seed {params.seed}",
+    ]
+    if params.preserve_colors:
+        parts.append("colours kept")
+    if n_styles > 1:
+        parts.append(f"{n_styles} styles blended")
+    text = " · ".join(parts)
+    if notes:
+        text += " (" + "; ".join(notes) + ")"
+    return text
+
+
+async def setup(bot: NSTBot) -> None:
+    """Extension entry point."""
+    cog = Stylize(bot)
+    await bot.add_cog(cog)
+    if bot.runner is not None:
+        bot.runner.requester_again = cog.run_again

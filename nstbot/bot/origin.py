@@ -1,0 +1,137 @@
+"""Where a request came from (an interaction or a message) and how to answer it there."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import discord
+
+from nstbot.bot.delivery import DEFAULT_UPLOAD_LIMIT, NO_MENTIONS
+
+log = logging.getLogger(__name__)
+
+REFUSAL_DELETE_AFTER_S = 60.0
+
+
+class Origin(Protocol):
+    """The surface a request arrived on."""
+
+    kind: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    parent_channel_id: int | None
+    permissions: discord.Permissions | None
+
+    async def ack(self) -> None:
+        """Acknowledge at once (Discord allows 3 seconds for interactions)."""
+
+    async def refuse(self, text: str) -> None:
+        """Tell only the requester why nothing will happen and what to do instead."""
+
+    async def open_progress(self) -> int | None:
+        """The id of the message that will show the job's progress."""
+
+    def delivery_fields(self) -> dict[str, Any]:
+        """The DeliveryInfo fields this origin knows."""
+
+
+def _parent_id(channel: Any) -> int | None:
+    return getattr(channel, "parent_id", None)
+
+
+class InteractionOrigin:
+    """A slash command, context-menu command or button press."""
+
+    kind = "interaction"
+
+    def __init__(self, interaction: discord.Interaction[Any], clock: Callable[[], float]) -> None:
+        self.interaction = interaction
+        self.clock = clock
+        self.user_id = interaction.user.id
+        self.guild_id = interaction.guild_id
+        self.channel_id = interaction.channel_id or 0
+        self.parent_channel_id = _parent_id(interaction.channel)
+        self.permissions = interaction.permissions if interaction.guild_id else None
+        self.arrived = clock()
+        self._message_id: int | None = None
+
+    async def ack(self) -> None:
+        """Defer with 'thinking': the deferred message becomes the job's progress message."""
+        response = await self.interaction.response.defer(thinking=True)
+        self._message_id = getattr(response, "message_id", None)
+
+    async def refuse(self, text: str) -> None:
+        """Ephemeral follow-up, then remove the public 'thinking' message."""
+        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        with contextlib.suppress(discord.HTTPException):
+            await self.interaction.delete_original_response()
+
+    async def open_progress(self) -> int | None:
+        """The deferred response's message id (asked for when the callback did not say)."""
+        if self._message_id is None:
+            message = await self.interaction.original_response()
+            self._message_id = message.id
+        return self._message_id
+
+    def delivery_fields(self) -> dict[str, Any]:
+        """Token, its birth time by the bot's clock, application and upload limit."""
+        return {
+            "kind": "interaction",
+            "application_id": self.interaction.application_id,
+            "interaction_token": self.interaction.token,
+            "token_created": self.arrived,
+            "upload_limit": self.interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
+        }
+
+
+class MessageOrigin:
+    """A prefix command or a mention of the bot."""
+
+    kind = "message"
+
+    def __init__(self, message: discord.Message) -> None:
+        self.message = message
+        self.user_id = message.author.id
+        self.guild_id = message.guild.id if message.guild else None
+        self.channel_id = message.channel.id
+        self.parent_channel_id = _parent_id(message.channel)
+        author = message.author
+        channel = message.channel
+        self.permissions = (
+            channel.permissions_for(author)  # type: ignore[union-attr,arg-type]
+            if isinstance(author, discord.Member) and hasattr(channel, "permissions_for")
+            else None
+        )
+        self._progress: discord.Message | None = None
+
+    async def ack(self) -> None:
+        """Nothing to do: messages have no deadline."""
+
+    async def refuse(self, text: str) -> None:
+        """Messages cannot be ephemeral: a reply that deletes itself, and no progress message."""
+        if self._progress is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._progress.delete()
+        await self.message.reply(
+            text,
+            mention_author=False,
+            allowed_mentions=NO_MENTIONS,
+            delete_after=REFUSAL_DELETE_AFTER_S,
+        )
+
+    async def open_progress(self) -> int | None:
+        """Reply to the request; that reply is edited as the job goes."""
+        self._progress = await self.message.reply(
+            "⏳ Queued…", mention_author=False, allowed_mentions=NO_MENTIONS
+        )
+        return self._progress.id
+
+    def delivery_fields(self) -> dict[str, Any]:
+        """The server's upload limit (messages carry no interaction token)."""
+        guild = self.message.guild
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        return {"kind": "message", "upload_limit": limit}

@@ -1,0 +1,130 @@
+"""Quality presets: the one table mapping fast / balanced / best to steps, scales and sizes.
+
+CPU and GPU hosts get different tables so that the defaults finish in a few minutes either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nstbot.params import TransferParams
+
+QUALITIES: tuple[str, ...] = ("fast", "balanced", "best")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Steps, scales and sizes of one quality level on one kind of hardware."""
+
+    steps: int
+    scales: int
+    size: int
+    """Default longest side of the output."""
+    max_size: int
+    """Largest longest side a user may ask for at this quality."""
+    expect: str
+    """Rough run time, shown by /stylize-help."""
+
+
+PRESETS: dict[str, dict[str, Preset]] = {
+    "gpu": {
+        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="10-20 seconds"),
+        "balanced": Preset(steps=300, scales=3, size=768, max_size=1024, expect="30-60 seconds"),
+        "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="1-3 minutes"),
+    },
+    "cpu": {
+        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="about 1 minute"),
+        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="2-4 minutes"),
+        "best": Preset(steps=160, scales=2, size=512, max_size=640, expect="5-10 minutes"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that narrow a preset: from the config (every server) and from one server's settings."""
+
+    max_size: int = 0
+    """0 means no cap beyond the preset's."""
+    max_steps: int = 0
+    max_quality: str = "best"
+
+
+def quality_rank(quality: str) -> int:
+    """Position of a quality in QUALITIES (fast = 0)."""
+    return QUALITIES.index(quality)
+
+
+def cap_quality(quality: str, max_quality: str) -> str:
+    """The lower of the two qualities."""
+    return quality if quality_rank(quality) <= quality_rank(max_quality) else max_quality
+
+
+def effective_max_size(preset: Preset, limits: Limits) -> int:
+    """The largest output side allowed for this preset under these limits."""
+    cap = preset.max_size
+    if limits.max_size:
+        cap = min(cap, limits.max_size)
+    return cap
+
+
+def build_params(
+    *,
+    quality: str,
+    hardware: str,
+    limits: Limits,
+    size: int | None = None,
+    strength: str = "medium",
+    preserve_colors: bool = False,
+    seed: int | None = None,
+    n_styles: int = 1,
+) -> tuple[TransferParams, list[str]]:
+    """TransferParams for a request, and notes for the user about anything that was capped."""
+    notes: list[str] = []
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown quality {quality!r}")
+    capped = cap_quality(quality, limits.max_quality)
+    if capped != quality:
+        notes.append(f"quality lowered to {capped} (this server's maximum)")
+        quality = capped
+    preset = PRESETS["gpu" if hardware == "gpu" else "cpu"][quality]
+    cap = effective_max_size(preset, limits)
+    wanted = size if size is not None else preset.size
+    out_size = min(wanted, cap)
+    if size is not None and size > cap:
+        notes.append(f"size lowered to {cap} px (the maximum for {quality} here)")
+    steps = preset.steps if not limits.max_steps else min(preset.steps, limits.max_steps)
+    # Each extra scale halves the working size; below ~64 px a scale adds nothing but cost.
+    scales = preset.scales
+    while scales > 1 and out_size >> (scales - 1) < 64:
+        scales -= 1
+    scales = max(1, min(scales, steps))
+    min_size = max(16, min(TransferParams.min_size, out_size >> (scales - 1)))
+    params = TransferParams(
+        size=out_size,
+        steps=steps,
+        scales=scales,
+        min_size=min_size,
+        strength=strength,  # type: ignore[arg-type]
+        preserve_colors=preserve_colors,
+        seed=seed,
+        style_blend=None if n_styles == 1 else (1.0,) * n_styles,
+        extra={"quality": quality},
+    )
+    return params, notes
+
+
+def help_table(hardware: str, limits: Limits) -> str:
+    """Lines describing each quality level as this host runs it."""
+    rows = []
+    for name in QUALITIES:
+        preset = PRESETS["gpu" if hardware == "gpu" else "cpu"][name]
+        if quality_rank(name) > quality_rank(limits.max_quality):
+            continue
+        steps = preset.steps if not limits.max_steps else min(preset.steps, limits.max_steps)
+        size = min(preset.size, effective_max_size(preset, limits))
+        rows.append(
+            f"**{name}**: {size} px, {steps} steps, up to "
+            f"{effective_max_size(preset, limits)} px; {preset.expect}"
+        )
+    return "\n".join(rows)

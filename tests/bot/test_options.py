@@ -1,0 +1,32 @@
+"""Prefix-command options and the parameter summary line."""
+
+from __future__ import annotations
+
+import pytest
+
+from nstbot.bot.cogs.stylize import Options, describe, parse_options
+from nstbot.bot.intake import Refusal
+from nstbot.params import TransferParams
+
+
+def test_empty_options_are_defaults() -> None:
+    assert parse_options("") == Options()
+
+
+def test_words_in_any_order() -> None:
+    opts = parse_options("seed=42 BEST colors high 256px")
+    assert opts == Options(quality="best", strength="high", size=256, preserve_colors=True, seed=42)
+    assert parse_options("size=300").size == 300
+
+
+@pytest.mark.parametrize("text", ["ultra", "size=big", "seed=-1", "https://example.com/x.png"])
+def test_unknown_words_are_refused(text: str) -> None:
+    with pytest.raises(Refusal, match="understand"):
+        parse_options(text)
+
+
+def test_describe_lists_parameters_and_notes() -> None:
+    params = TransferParams(size=384, steps=100, scales=2, seed=9, preserve_colors=True)
+    text = describe(params, "balanced", 2, ["size lowered to 384 px"])
+    assert text.startswith("balanced · 384 px · 100 steps · strength medium · seed 9")
+    assert "colours kept" in text and "2 styles blended" in text and "(size lowered" in text
