@@ -8,6 +8,7 @@ used (or ran out of memory), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from typing import Any
 
 from nstbot import __version__
 from nstbot.config import Config, ConfigError, load_config
+from nstbot.logs import setup_logging
 from nstbot.params import STRENGTH_STYLE_WEIGHTS, ParamsError, TransferParams
 
 EXIT_FAILURE = 1
@@ -380,10 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nstbot` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(_config_path(args.config))
+        logging_config = config.logging
+        if args.command in ("stylize", "weights") and logging_config.level.upper() == "INFO":
+            # One-shot commands print their own outcome; INFO lines would only repeat it.
+            logging_config = dataclasses.replace(logging_config, level="WARNING")
+        setup_logging(logging_config, force=False)
         return int(args.handler(args, config) or 0)
     except ConfigError as exc:
         print(f"nstbot: config error: {exc}", file=sys.stderr)

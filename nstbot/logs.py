@@ -31,6 +31,9 @@ MIN_SECRET_LENGTH = 8
 _TOKEN_SHAPE = re.compile(r"\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}\b")
 # Webhook and interaction URLs carry a token that lets anyone post as the bot for 15 minutes.
 _URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.-]{20,}")
+# The same tokens inside payloads that libraries log at DEBUG (an INTERACTION_CREATE event's
+# "token" field): a dict repr or JSON text.
+_FIELD_TOKEN = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+(['"])""")
 # Any URL with a query string; the query is dropped when it is a Discord CDN signature.
 _URL_QUERY = re.compile(r"""(https?://[^\s?#"'<>]+)\?([^\s#"'<>]*)""")
 _SIGNED_KEYS = re.compile(r"(?:^|&)(?:ex|is|hm)=")
@@ -67,6 +70,7 @@ class RedactionFilter(logging.Filter):
                 text = text.replace(secret, REDACTED)
         text = _TOKEN_SHAPE.sub(REDACTED, text)
         text = _URL_TOKEN.sub(rf"\1{REDACTED}", text)
+        text = _FIELD_TOKEN.sub(rf"\1{REDACTED}\2", text)
         return _URL_QUERY.sub(_scrub_query, text)
 
     def filter(self, record: logging.LogRecord) -> bool:

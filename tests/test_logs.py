@@ -154,3 +154,12 @@ def test_bad_config_names_the_key() -> None:
         logs.setup_logging(LoggingConfig(level="LOUD"))
     with pytest.raises(ConfigError, match=r"logging\.format"):
         logs.setup_logging(LoggingConfig(format="xml"))
+
+
+def test_token_fields_in_logged_payloads_are_redacted() -> None:
+    from nstbot.logs import redact
+
+    event = {"op": 0, "d": {"id": "1", "token": "itok-123456", "type": 2}}
+    assert "itok-123456" not in redact(str(event))
+    assert "itok-123456" not in redact('{"token": "itok-123456", "id": "1"}')
+    assert "'id': '1'" in redact(str(event))
