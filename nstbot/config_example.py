@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import textwrap
 import typing
 from typing import Any
 
@@ -63,7 +64,7 @@ def _keys(cls: type, instance: Any) -> list[str]:
         if dataclasses.is_dataclass(value):
             continue
         if f.name in docs:
-            lines.append(f"# {docs[f.name]}")
+            lines.extend(f"# {line}" for line in textwrap.wrap(docs[f.name], 98))
         if value is None:
             lines.append(f"# {f.name} = (not set)")
         else:
