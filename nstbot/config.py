@@ -145,6 +145,50 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class CeleryConfig:
+    """Celery workers on other hosts, with Redis as broker and job store (backend = "celery")."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL of the Celery broker; rediss://:PASSWORD@host:6380/0 for TLS. Keep the password
+    out of files: set NSTBOT_CELERY_BROKER_URL in the environment."""
+    result_backend: str = ""
+    """Redis URL for job data (inputs, progress, results, worker status); empty means broker_url."""
+    queue: str = "nstbot"
+    """Celery queue name; also the prefix of nstbot's Redis keys (one bot per queue)."""
+    hard_time_limit_s: float = 1800.0
+    """Celery kills a job running this long; keep it above executor.job_timeout_s."""
+    visibility_timeout_s: float = 3600.0
+    """Redis redelivers a job not acknowledged this long; must exceed hard_time_limit_s and be
+    the same on every host."""
+    max_attempts: int = 3
+    """Runs of one job (after worker crashes) before it ends as failed."""
+    result_ttl_s: float = 86400.0
+    """How long a result waits in Redis for a bot that is down; removed at delivery."""
+    ssl_cert_reqs: str = "required"
+    """For rediss:// URLs: required, optional or none (none = no certificate check)."""
+    ssl_ca_certs: str = ""
+    """For rediss:// URLs: CA bundle file; empty means the system's CAs."""
+    heartbeat_interval_s: float = 2.0
+    """How often a worker writes its status to Redis."""
+    worker_timeout_s: float = 15.0
+    """A worker silent this long is gone; its job is sent again."""
+    poll_interval_s: float = 1.0
+    """How often the bot reads worker status and job state (pub/sub brings events sooner)."""
+    no_worker_grace_s: float = 60.0
+    """With no worker connected this long, jobs are refused; 0 means they wait."""
+
+    def __post_init__(self) -> None:
+        if self.visibility_timeout_s <= self.hard_time_limit_s:
+            raise ConfigError(
+                "celery.visibility_timeout_s must be greater than celery.hard_time_limit_s"
+            )
+        if self.ssl_cert_reqs not in ("required", "optional", "none"):
+            raise ConfigError("celery.ssl_cert_reqs must be required, optional or none")
+        if self.max_attempts < 1:
+            raise ConfigError("celery.max_attempts must be at least 1")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     """Folder of the journal, the settings database and jobs' files."""
@@ -154,6 +198,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     bot: BotConfig = field(default_factory=BotConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    celery: CeleryConfig = field(default_factory=CeleryConfig)
 
     @property
     def data_path(self) -> Path:

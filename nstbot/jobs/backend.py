@@ -102,6 +102,11 @@ class Backend(ABC):
     def workers(self) -> list[WorkerStatus]:
         """Status of every worker."""
 
+    async def resumable(self, job_ids: list[str]) -> set[str]:
+        """Of these jobs (unfinished in the journal at start), those whose run outlived the last
+        bot process (still running, or ended with the outcome kept): they are dispatched first."""
+        return set()
+
     @abstractmethod
     async def stop(self) -> None:
         """Interrupt running jobs and stop every worker; reports nothing more to the listener."""

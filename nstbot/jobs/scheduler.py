@@ -113,11 +113,13 @@ class Scheduler:
         self._started = True
         plan = await self._records.open(self.ex.retention_hours)
         await self._backend.start(self)
+        # Jobs still running remotely (Celery) hold a worker already: they go first.
+        live = await self._backend.resumable([row.job.id for row in plan.requeue])
         self._dispatching = True
         for row in plan.requeue:
             entry = self._add_entry(row.job, row.inputs, recovered=True)
             entry.attempts = row.attempts
-            self._queue.push(row.job.id, row.job.user_id)
+            self._queue.push(row.job.id, row.job.user_id, front=row.job.id in live)
             log.info("job %s recovered from the journal (was %s)", row.job.id, row.state.value)
         for row, event in plan.ended:
             handle = self._new_handle(row.job, recovered=True)
@@ -267,7 +269,9 @@ class Scheduler:
             entry.handle._push(replace(event, job_id=job_id))
         elif isinstance(event, Finished):
             stats = dict(event.stats)
-            stats.update(attempts=entry.attempts, wait_s=round(self._wait_of(entry), 3))
+            # A remote backend may have run it more often than it was dispatched.
+            attempts = max(entry.attempts, int(stats.get("attempt") or 0))
+            stats.update(attempts=attempts, wait_s=round(self._wait_of(entry), 3))
             self._end(entry, replace(event, stats=stats))
         elif isinstance(event, Failed):
             self._end(entry, event)
@@ -437,4 +441,8 @@ def _make_backend(config: Config) -> Backend:
         from nstbot.jobs.local import LocalBackend
 
         return LocalBackend(config)
-    raise ValueError(f"executor.backend {name!r} is not available (use local)")
+    if name == "celery":
+        from nstbot.jobs.celery_backend import CeleryBackend
+
+        return CeleryBackend(config)
+    raise ValueError(f"executor.backend {name!r} is not available (use local or celery)")
