@@ -1,6 +1,8 @@
 """Quality presets: the one table mapping fast / balanced / best to steps, scales and sizes.
 
 CPU and GPU hosts get different tables so that the defaults finish in a few minutes either way.
+The expected times are upper bounds drawn from docs/performance.md: a 2-core CPU, and GPUs from a
+consumer card (slower) to an H200 (a 300-step job in about 2 s).
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ class Preset:
 
 PRESETS: dict[str, dict[str, Preset]] = {
     "gpu": {
-        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="10-20 seconds"),
-        "balanced": Preset(steps=300, scales=3, size=768, max_size=1024, expect="30-60 seconds"),
-        "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="1-3 minutes"),
+        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="2-15 seconds"),
+        "balanced": Preset(steps=300, scales=3, size=768, max_size=1024, expect="3-30 seconds"),
+        "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="5-90 seconds"),
     },
     "cpu": {
-        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="about 1 minute"),
-        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="2-4 minutes"),
-        "best": Preset(steps=160, scales=2, size=512, max_size=640, expect="5-10 minutes"),
+        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="under a minute"),
+        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="about a minute"),
+        "best": Preset(steps=160, scales=2, size=512, max_size=640, expect="about 2 minutes"),
     },
 }
 
