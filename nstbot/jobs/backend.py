@@ -7,7 +7,11 @@ plain data of `nstbot.jobs.model` plus the two types below.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -115,3 +119,15 @@ class Backend(ABC):
 def restart_delay(failures: int, cap: float, base: float = 0.5) -> float:
     """Exponential backoff before restart number `failures` (1-based): base, 2*base, ... cap."""
     return float(min(cap, base * 2 ** max(0, failures - 1)))
+
+
+async def wait_while(busy: Callable[[], bool], changed: asyncio.Event, timeout: float) -> None:
+    """Wait until `busy()` is false, re-checking whenever `changed` fires (or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    while busy():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(left, 1.0))

@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from nstbot.config import Config
-from nstbot.jobs.backend import Backend, BackendListener, RunRequest, WorkerLost, WorkerStatus
+from nstbot.jobs.backend import (
+    Backend,
+    BackendListener,
+    RunRequest,
+    WorkerLost,
+    WorkerStatus,
+    wait_while,
+)
 from nstbot.jobs.celery_app import (
     MSG_POISON,
     TASK_NAME,
@@ -103,14 +110,11 @@ class CeleryBackend(Backend):
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait for the first look at the workers and for those starting to be ready."""
-        deadline = time.monotonic() + timeout
-        while not self._polled.is_set() or self._registry.starting():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+        await wait_while(
+            lambda: not self._polled.is_set() or bool(self._registry.starting()),
+            self._changed,
+            timeout,
+        )
 
     async def resumable(self, job_ids: list[str]) -> set[str]:
         """Of these jobs, those with an outcome in Redis or still running on a live worker."""

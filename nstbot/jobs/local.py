@@ -27,6 +27,7 @@ from nstbot.jobs.backend import (
     WorkerLost,
     WorkerStatus,
     restart_delay,
+    wait_while,
 )
 from nstbot.jobs.model import Cancelled, Failed, Finished, Progress, Started
 from nstbot.jobs.worker import worker_main
@@ -124,14 +125,11 @@ class LocalBackend(Backend):
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until no worker is still starting for the first time (or `timeout` passes)."""
-        deadline = time.monotonic() + timeout
-        while any(s.state in ("starting", "dying") for s in self._slots):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+        await wait_while(
+            lambda: any(s.state in ("starting", "dying") for s in self._slots),
+            self._changed,
+            timeout,
+        )
 
     def free_slots(self) -> int:
         """Ready workers."""
