@@ -29,12 +29,13 @@ from typing import Any, TypeVar
 # Run as a plain script, the folder would come first on sys.path, where benchmarks/queue.py
 # shadows the standard library's `queue` (imported lazily, later): drop it, add the e2e helpers.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent / "tests" / "e2e"))
 
 from fakediscord import FakeDiscord  # noqa: E402
 from harness import make_config, picture, start_bot, stylize_data  # noqa: E402
 
+from benchmarks.common import percentile  # noqa: E402
 from nstbot.config import ExecutorConfig  # noqa: E402
 
 T = TypeVar("T")
@@ -67,13 +68,6 @@ class FakeThread:
         self.call(self.fake.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by nearest rank."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 async def lag_monitor(samples: list[float], busy: Callable[[], bool], stop: asyncio.Event) -> None:
@@ -148,7 +142,8 @@ async def main(args: argparse.Namespace) -> None:
     print(f"jobs finished while measuring: {stats['finished']}")
     if defer_ms:
         print(
-            f"defer latency ms: p50 {statistics.median(defer_ms):.1f}  p95 {pct(defer_ms, 95):.1f}"
+            f"defer latency ms: p50 {statistics.median(defer_ms):.1f}  "
+            f"p95 {percentile(defer_ms, 95):.1f}"
             f"  max {max(defer_ms):.1f}  (n={len(defer_ms)}; target p95 < 100)"
         )
     else:
@@ -157,7 +152,7 @@ async def main(args: argparse.Namespace) -> None:
         lag_ms = [x * 1000 for x in lag]
         print(
             f"loop lag ms while a job runs: p50 {statistics.median(lag_ms):.2f}"
-            f"  p99 {pct(lag_ms, 99):.2f}  max {max(lag_ms):.2f}"
+            f"  p99 {percentile(lag_ms, 99):.2f}  max {max(lag_ms):.2f}"
             f"  (n={len(lag_ms)}; target p99 < 20)"
         )
     else:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,26 +23,13 @@ import time
 import uuid
 from pathlib import Path
 
-from PIL import Image
-
+from benchmarks.common import latency_line, solid_png
 from nstbot.config import CeleryConfig, Config, EngineConfig, ExecutorConfig, LoggingConfig
 from nstbot.jobs.model import Finished, Job, Started
 from nstbot.jobs.scheduler import Scheduler
 from nstbot.params import TransferParams
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _png(color: str, side: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (side, side), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _summary(name: str, values_ms: list[float]) -> str:
-    ordered = sorted(values_ms)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"  {name:<20} p50 {statistics.median(ordered):8.2f} ms   p95 {p95:8.2f} ms"
 
 
 def _config(data_dir: str, backend: str, url: str, queue: str, weights: str) -> Config:
@@ -63,7 +48,7 @@ async def _latency(config: Config, jobs: int) -> tuple[list[float], list[float]]
     """submit -> Started and done -> Finished of `jobs` one-step jobs, one at a time."""
     scheduler = Scheduler(config)
     await scheduler.start()
-    content, style = _png("red", 32), _png("blue", 32)
+    content, style = solid_png("red", 32), solid_png("blue", 32)
     params = TransferParams(size=32, min_size=32, scales=1, steps=1)
     to_started, to_finished = [], []
     for i in range(jobs + 1):
@@ -84,7 +69,7 @@ async def _burst(config: Config, jobs: int, size: int, steps: int) -> float:
     """Jobs per second for `jobs` jobs of different users submitted at once."""
     scheduler = Scheduler(config)
     await scheduler.start()
-    content, style = _png("red", size), _png("blue", size)
+    content, style = solid_png("red", size), solid_png("blue", size)
     params = TransferParams(size=size, min_size=size, scales=1, steps=steps)
     began = time.perf_counter()
     handles = [
@@ -136,8 +121,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
                     await _wait_workers(celery, 1)
                 started, finished = await _latency(config, args.jobs)
                 print(f" {name} backend")
-                print(_summary("submit -> Started", started))
-                print(_summary("done -> Finished", finished))
+                print(latency_line("submit -> Started", started))
+                print(latency_line("done -> Finished", finished))
             size, steps, burst = args.burst_size, args.burst_steps, args.burst
             print(f"throughput: {burst} jobs of {size} px, {steps} steps, submitted at once")
             local_rate = await _burst(local, burst, size, steps)

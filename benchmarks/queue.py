@@ -6,7 +6,7 @@ Runs N tiny jobs one after another through a real Scheduler and worker process, 
                        event loop, handle)
 as p50 / p95 / max in milliseconds. Figures, not pass/fail; the target is p95 < 50 ms each.
 
-    .venv/bin/python benchmarks/queue.py [--jobs 100] [--size 32] [--device cpu]
+    .venv/bin/python -m benchmarks.queue [--jobs 100] [--size 32] [--device cpu]
 """
 
 from __future__ import annotations
@@ -17,37 +17,19 @@ from pathlib import Path
 # This file's name shadows the standard library's `queue` (which asyncio and concurrent.futures
 # import) when run as a script, because the script's folder comes first on sys.path: drop it.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import io  # noqa: E402
 import os  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from PIL import Image  # noqa: E402
-
+from benchmarks.common import latency_line, solid_png  # noqa: E402
 from nstbot.config import Config, EngineConfig, ExecutorConfig  # noqa: E402
 from nstbot.jobs.model import Finished, Job, Started  # noqa: E402
 from nstbot.jobs.scheduler import Scheduler  # noqa: E402
 from nstbot.params import TransferParams  # noqa: E402
-
-
-def _png(color: str, side: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (side, side), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _summary(name: str, values_ms: list[float]) -> str:
-    ordered = sorted(values_ms)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return (
-        f"{name:<22} p50 {statistics.median(ordered):7.2f} ms   p95 {p95:7.2f} ms   "
-        f"max {ordered[-1]:7.2f} ms"
-    )
 
 
 async def run(jobs: int, size: int, device: str, weights: str) -> None:
@@ -62,7 +44,7 @@ async def run(jobs: int, size: int, device: str, weights: str) -> None:
         began = time.perf_counter()
         await scheduler.start()
         print(f"worker ready in {time.perf_counter() - began:.2f} s on {device}")
-        content, style = _png("red", size), _png("blue", size)
+        content, style = solid_png("red", size), solid_png("blue", size)
         params = TransferParams(size=size, min_size=size, scales=1, steps=1)
         to_started, to_finished, compute, total = [], [], [], []
         for i in range(jobs + 1):
@@ -82,11 +64,11 @@ async def run(jobs: int, size: int, device: str, weights: str) -> None:
                     total.append((t_end - t_submit) * 1000)
         await scheduler.stop()
     print(f"{jobs} jobs of {size} px, 1 step, one at a time")
-    print(_summary("submit -> Started", to_started))
-    print(_summary("done -> Finished", to_finished))
+    print(latency_line("submit -> Started", to_started))
+    print(latency_line("done -> Finished", to_finished))
     overhead = [t - c for t, c in zip(total, compute, strict=True)]
-    print(_summary("total - engine compute", overhead))
-    print(_summary("engine compute", compute))
+    print(latency_line("total - engine compute", overhead))
+    print(latency_line("engine compute", compute))
 
 
 def main() -> None:
