@@ -228,8 +228,6 @@ class StyleTransfer:
             raise ValueError("init='image' needs an init_image")
         try:
             return self._stylize(content, list(styles), params, on_step, init_image)
-        except StylizeCancelled:
-            raise
         except Exception as exc:
             if is_out_of_memory(exc):
                 if self.torch_device.type == "cuda":
