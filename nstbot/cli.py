@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or option values, 3 an input file is
 missing or not a usable image, 4 the VGG19 weights are missing or corrupt, 5 the device cannot be
-used (or ran out of memory), 130 interrupted.
+used (or ran out of memory), 6 Discord cannot be reached (network, DNS, proxy), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_WEIGHTS = 4
 EXIT_DEVICE = 5
+EXIT_NETWORK = 6
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("nstbot")
@@ -337,17 +339,90 @@ def cmd_weights_verify(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    """Run the bot until stopped."""
+    """Run the bot until stopped, retrying a start-up that cannot reach Discord."""
     from nstbot.bot.client import run_bot
 
-    return run_bot(config)
+    return run_with_retries(
+        lambda: run_bot(config),
+        api_base=config.bot.api_base,
+        attempts=config.bot.connect_attempts,
+        backoff_s=config.bot.connect_backoff_s,
+    )
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     """Register the application commands."""
     from nstbot.bot.client import sync_commands
 
-    return sync_commands(config, args.guild)
+    try:
+        return sync_commands(config, args.guild)
+    except Exception as exc:
+        reason = unreachable_reason(exc)
+        if reason is None:
+            raise
+        raise CliError(_unreachable_message(config.bot.api_base, reason), EXIT_NETWORK) from None
+
+
+BACKOFF_CAP_S = 60.0
+
+
+def run_with_retries(
+    start: Callable[[], int],
+    *,
+    api_base: str,
+    attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Call `start`, again after backoff_s, 2 * backoff_s, ... while Discord cannot be reached."""
+    attempts = max(1, attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except Exception as exc:
+            reason = unreachable_reason(exc)
+            if reason is None:
+                raise
+            if attempt == attempts:
+                message = _unreachable_message(api_base, reason)
+                raise CliError(f"{message} (tried {attempts} times)", EXIT_NETWORK) from None
+            delay = min(BACKOFF_CAP_S, backoff_s * 2 ** (attempt - 1))
+            log.warning(
+                "cannot reach Discord (%s); try %d of %d in %g s",
+                reason,
+                attempt + 1,
+                attempts,
+                delay,
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")  # the loop always returns or raises
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """What kept Discord out of reach, in a few words, or None when `exc` is something else."""
+    import aiohttp
+    import discord
+
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host} (DNS)"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        why = os.strerror(error.errno).lower() if error.errno else str(error)
+        return f"cannot connect to {exc.host}:{exc.port} ({why})"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
+        return f"connection failed ({type(exc).__name__})"
+    if isinstance(exc, discord.DiscordServerError):
+        return f"Discord answered HTTP {exc.status}"
+    return None
+
+
+def _unreachable_message(api_base: str, reason: str) -> str:
+    return (
+        f"cannot reach Discord at {api_base}: {reason}; check the network, DNS, any proxy or "
+        "firewall, and bot.api_base"
+    )
 
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:

@@ -121,6 +121,10 @@ class BotConfig:
     """Hard cap on the output's longest side for every server; 0 means the preset's cap."""
     max_steps: int = 0
     """Hard cap on optimizer steps; 0 means the preset's count."""
+    connect_attempts: int = 5
+    """Tries to reach Discord at start-up (`nstbot run`) before giving up with exit status 6."""
+    connect_backoff_s: float = 2.0
+    """Wait before the second try; it doubles for each further try, up to 60 s."""
 
 
 @dataclass(frozen=True)

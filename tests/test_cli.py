@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nstbot.cli import build_parser, params_from_args
+from nstbot.cli import EXIT_NETWORK, CliError, build_parser, params_from_args, run_with_retries
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def nstbot(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -131,3 +135,105 @@ def test_only_given_options_reach_params() -> None:
         ["stylize", "c.jpg", "s.jpg", "-o", "o.png", "--init-image", "i.png"]
     )
     assert params_from_args(args).init == "image"
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unreachable_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DISCORD_TOKEN": "fake.token.value",
+        "NSTBOT_BOT_API_BASE": f"http://127.0.0.1:{refused_port()}/api/v10",
+        "NSTBOT_DATA_DIR": str(tmp_path / "data"),
+        "NSTBOT_WEB_ENABLED": "false",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("command", [["run"], ["sync"]])
+def test_unreachable_discord_is_one_line_and_exit_6(tmp_path: Path, command: list[str]) -> None:
+    env = unreachable_env(
+        tmp_path, NSTBOT_BOT_CONNECT_ATTEMPTS="2", NSTBOT_BOT_CONNECT_BACKOFF_S="0"
+    )
+    proc = nstbot(*command, env=env)
+    assert proc.returncode == EXIT_NETWORK, proc.stderr
+    assert "Traceback" not in proc.stderr
+    final = [line for line in proc.stderr.splitlines() if line.startswith("nstbot:")]
+    assert len(final) == 1
+    assert "cannot reach Discord at http://127.0.0.1:" in final[0]
+    assert "connection refused" in final[0] and "check the network" in final[0]
+    retries = [line for line in proc.stderr.splitlines() if "try 2 of 2" in line]
+    assert len(retries) == (1 if command == ["run"] else 0)
+
+
+def test_bot_py_is_nstbot_run(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        **unreachable_env(tmp_path, NSTBOT_BOT_CONNECT_ATTEMPTS="1"),
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py")],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_NETWORK and "Traceback" not in proc.stderr
+    assert "cannot reach Discord" in proc.stderr
+
+
+def test_run_retries_with_backoff_then_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import discord
+
+    from nstbot.bot.client import run_bot
+    from nstbot.config import load_config
+
+    env = unreachable_env(tmp_path, NSTBOT_BOT_CONNECT_BACKOFF_S="1.5")
+    monkeypatch.setenv("DISCORD_TOKEN", env.pop("DISCORD_TOKEN"))
+    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
+    config = load_config(None, env=env)
+    waits: list[float] = []
+    with pytest.raises(CliError) as caught:
+        run_with_retries(
+            lambda: run_bot(config), api_base=config.bot.api_base, attempts=4,
+            backoff_s=config.bot.connect_backoff_s, sleep=waits.append,
+        )  # fmt: skip
+    assert caught.value.code == EXIT_NETWORK
+    assert "tried 4 times" in str(caught.value)
+    assert waits == [1.5, 3.0, 6.0]
+
+
+def test_run_retry_stops_at_the_first_success_and_passes_other_errors() -> None:
+    async def connect() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"http://127.0.0.1:{refused_port()}/")
+
+    try:
+        asyncio.run(connect())
+    except Exception as exc:
+        refused = exc
+    outcomes: list[BaseException | int] = [refused, refused, 0]
+
+    def start() -> int:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    waits: list[float] = []
+    kwargs = {"api_base": "http://x", "attempts": 5, "backoff_s": 40.0, "sleep": waits.append}
+    assert run_with_retries(start, **kwargs) == 0
+    assert waits == [40.0, 60.0]  # doubled, then capped
+
+    def broken() -> int:
+        raise ValueError("not a network problem")
+
+    with pytest.raises(ValueError):
+        run_with_retries(broken, **kwargs)
+    assert len(waits) == 2
