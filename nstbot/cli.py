@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -131,7 +132,14 @@ def _add_stylize_parser(sub: Any) -> None:
     g.add_argument(
         "--tv-weight", type=float, help=f"total variation weight (default {defaults.tv_weight})"
     )
-    g.add_argument("--blend", type=float, nargs="+", metavar="W", help="one weight per style image")
+    g.add_argument(
+        "--blend",
+        type=float,
+        nargs="+",
+        metavar="W",
+        dest="style_blend",
+        help="one weight per style image",
+    )
     g.add_argument(
         "--style-scale", type=float, help="style size relative to the output (default 1)"
     )
@@ -162,8 +170,17 @@ def _add_stylize_parser(sub: Any) -> None:
 PARAM_OPTIONS = (
     "size", "steps", "scales", "min_size", "seed", "strength", "style_weight", "content_weight",
     "tv_weight", "style_scale", "preserve_colors", "optimizer", "learning_rate", "init",
-    "content_layers", "style_layers", "style_layer_weights",
+    "content_layers", "style_layers", "style_layer_weights", "style_blend",
 )  # fmt: skip
+# The flag of each TransferParams field where it is not --field-with-dashes.
+FLAGS = {"style_blend": "--blend", "learning_rate": "--lr"}
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?", re.IGNORECASE)
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def flag_for(field: str) -> str:
+    """The stylize option that sets a TransferParams field."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
 def params_from_args(args: argparse.Namespace) -> TransferParams:
@@ -171,29 +188,56 @@ def params_from_args(args: argparse.Namespace) -> TransferParams:
     values: dict[str, Any] = {
         name: getattr(args, name) for name in PARAM_OPTIONS if getattr(args, name) is not None
     }
-    if args.blend is not None:
-        values["style_blend"] = args.blend
     if args.init_image is not None:
         values["init"] = "image"
     return TransferParams.from_dict(values)
+
+
+def check_stylize_options(args: argparse.Namespace) -> TransferParams:
+    """The parameters, once every option and combination that needs nothing loaded is checked."""
+    if args.init == "image" and args.init_image is None:
+        raise CliError("bad option: --init image needs --init-image FILE", EXIT_USAGE)
+    if args.init_image is not None and args.init not in (None, "image"):
+        raise CliError(
+            f"bad option: --init-image starts from an image, --init {args.init} does not: "
+            "give one of them",
+            EXIT_USAGE,
+        )
+    if args.device is not None and not DEVICE_NAME.fullmatch(args.device.strip()):
+        raise CliError(
+            f"bad option: --device {args.device}: use auto, cpu, cuda, cuda:N or mps", EXIT_USAGE
+        )
+    if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CliError(
+            f"bad option: -o {args.output}: the output must end in .png, .jpg, .jpeg or .webp",
+            EXIT_USAGE,
+        )
+    try:
+        params = params_from_args(args)
+        params.normalized_blend(len(args.styles))
+    except ParamsError as exc:
+        raise _option_error(exc) from None
+    return params
+
+
+def _option_error(exc: ParamsError) -> CliError:
+    where = f"{flag_for(exc.field)} {exc.problem}" if exc.field else str(exc)
+    return CliError(f"bad option: {where}", EXIT_USAGE)
 
 
 def cmd_stylize(args: argparse.Namespace, config: Config) -> int:
     """Run one stylization and write the result."""
     from nstbot import images
 
-    try:
-        params = params_from_args(args)
-        params.normalized_blend(len(args.styles))
-    except ParamsError as exc:
-        raise CliError(f"bad option: {exc}", EXIT_USAGE) from None
-    suffix = args.output.suffix.lower()
-    if suffix not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise CliError("the output must end in .png, .jpg, .jpeg or .webp", EXIT_USAGE)
+    params = check_stylize_options(args)
     limits = images.ImageLimits.from_config(config.images)
     content = _read_image(args.content, limits, params.size)
     styles = [_read_image(path, limits, None) for path in args.styles]
     init = _read_image(args.init_image, limits, None) if args.init_image else None
+    if args.weights:
+        _check_weights_file(args.weights, "--weights")
+    else:
+        _check_weights_file(config.engine.weights, "engine.weights")
     engine = _make_engine(args, config)
     result = _run_with_progress(engine, content, styles, init, params, quiet=args.quiet)
     _save(result.image, content.alpha, args.output, params)
@@ -218,10 +262,33 @@ def _read_image(path: Path, limits: Any, working_size: int | None) -> Any:
     try:
         decoded = images.decode(data, limits=limits, working_size=working_size)
     except images.ImageRejected as exc:
-        raise CliError(f"{path}: {exc}", EXIT_INPUT) from None
+        raise CliError(f"{path} {exc.plain}", EXIT_INPUT) from None
     for note in decoded.notes:
         print(f"note: {path}: {note}", file=sys.stderr)
     return decoded
+
+
+def _check_weights_file(setting: str, where: str) -> None:
+    """Refuse a weights path that is missing or plainly not a PyTorch file, before loading torch."""
+    from nstbot import images
+
+    if setting in ("auto", "random"):
+        return
+    path = Path(setting)
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except FileNotFoundError:
+        raise CliError(f"{where} {path}: no such file", EXIT_WEIGHTS) from None
+    except OSError as exc:
+        raise CliError(f"{where} {path}: cannot read ({exc.strerror})", EXIT_WEIGHTS) from None
+    # torch.save writes a ZIP archive; files from before PyTorch 1.6 are a bare pickle.
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise CliError(
+            f"{where} {path} is {images.describe_bytes(head)}, not a PyTorch weights file: give "
+            "the VGG19 .pth file (`nstbot weights download` fetches it) or leave it out",
+            EXIT_WEIGHTS,
+        )
 
 
 def _make_engine(args: argparse.Namespace, config: Config) -> Any:
@@ -268,6 +335,8 @@ def _run_with_progress(
             )
         except OutOfMemoryError as exc:
             raise CliError(str(exc), EXIT_DEVICE) from None
+        except ParamsError as exc:  # judged against the content image's shape
+            raise _option_error(exc) from None
 
 
 def _save(image: Any, alpha: Any, output: Path, params: TransferParams) -> None:

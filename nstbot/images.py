@@ -66,7 +66,22 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 
 
 class ImageRejected(ValueError):
-    """An image the bot will not use; str() is a short message fit to show the user as is."""
+    """An image the bot will not use; str() is a short message fit to show a chat user as is.
+
+    `plain` says the same without the bot's voice, as a predicate whose subject is the file
+    ("is an HTML page, not a PNG, ... image"), for surfaces that name the file themselves (the CLI).
+    """
+
+    def __init__(self, message: str, plain: str | None = None) -> None:
+        super().__init__(message)
+        self.plain = plain if plain is not None else _predicate(message)
+
+
+def _predicate(message: str) -> str:
+    for subject in ("That image ", "That file "):
+        if message.startswith(subject):
+            return message.removeprefix(subject)
+    return f"was refused: {message}"
 
 
 @dataclass(frozen=True)
@@ -99,13 +114,17 @@ class DecodedImage:
     notes: list[str] = field(default_factory=list)
 
 
-def _reject(message: str, reason: str) -> ImageRejected:
+def _reject(message: str, reason: str, plain: str | None = None) -> ImageRejected:
     log.info("image rejected: %s", reason)
-    return ImageRejected(message)
+    return ImageRejected(message, plain)
 
 
 def _unsupported(what: str) -> ImageRejected:
-    return _reject(f"I received {what}, which I can't use. {ACCEPTED}", f"not an image ({what})")
+    return _reject(
+        f"I received {what}, which I can't use. {ACCEPTED}",
+        f"not an image ({what})",
+        plain=f"is {what}, not a PNG, JPEG, WebP, GIF or BMP image",
+    )
 
 
 def _mb(n: float) -> str:
@@ -129,7 +148,8 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _describe(data: bytes) -> str:
+def describe_bytes(data: bytes) -> str:
+    """What data that is not an accepted image looks like ("text", "a PDF", "an HTML page", ...)."""
     if not data:
         return "empty data"
     for magic, what in _FOREIGN:
@@ -220,6 +240,8 @@ def _target_size(w: int, h: int, limits: ImageLimits, working_size: int | None) 
             f"That image is too long and thin ({w}×{h} pixels) for me to work with; its long "
             f"side can be at most {cap // max(1, limits.min_side)} times its short side.",
             f"aspect ratio {w}x{h}",
+            plain=f"is too long and thin ({w}×{h} pixels): its long side can be at most "
+            f"{cap // max(1, limits.min_side)} times its short side",
         )
     return tw, th
 
@@ -293,7 +315,11 @@ def decode(
         raise
     except Exception as exc:
         log.warning("image decode failed unexpectedly (%s)", type(exc).__name__, exc_info=True)
-        raise _reject("I couldn't read that image.", f"unexpected {type(exc).__name__}") from None
+        raise _reject(
+            "I couldn't read that image.",
+            f"unexpected {type(exc).__name__}",
+            plain=f"cannot be read ({type(exc).__name__})",
+        ) from None
 
 
 def _decode(data: Any, limits: ImageLimits, working_size: int | None) -> DecodedImage:
@@ -307,12 +333,13 @@ def _decode(data: Any, limits: ImageLimits, working_size: int | None) -> Decoded
         )
     fmt = sniff_format(data)
     if fmt is None:
-        raise _unsupported(_describe(data))
+        raise _unsupported(describe_bytes(data))
     label = _LABELS[fmt]
     if fmt == "JPEG" and data.count(b"\xff\xda") > _MAX_JPEG_SCANS:
         raise _reject(
             f"That JPEG file has an unusual structure that I won't decode. {ACCEPTED}",
             "jpeg with too many scans",
+            plain=f"is a JPEG with over {_MAX_JPEG_SCANS} scans, which is not decoded",
         )
     if (declared := _header_size(data, fmt)) is not None:
         _check_bounds(*declared, limits)
@@ -368,12 +395,17 @@ def _decode(data: Any, limits: ImageLimits, working_size: int | None) -> Decoded
             f"decompression bomb guard ({label})",
         ) from None
     except MemoryError:
-        raise _reject("That image is too large for me to process.", "out of memory") from None
+        raise _reject(
+            "That image is too large for me to process.",
+            "out of memory",
+            plain="is too large to decode in the memory available",
+        ) from None
     except Exception as exc:
         log.debug("%s decode failed", label, exc_info=True)
         raise _reject(
             f"That {label} file is damaged or incomplete, so I can't read it.",
             f"corrupt {label} ({type(exc).__name__}), {len(data)} bytes",
+            plain=f"is a damaged or incomplete {label} file",
         ) from None
     if resized:
         notes.append(f"{resized} from {w}×{h} to {image.width}×{image.height} pixels")
@@ -573,7 +605,9 @@ def encode(
         cur = rgb.resize(size, Image.Resampling.LANCZOS)
         cur_alpha = alpha.resize(size, Image.Resampling.LANCZOS) if alpha is not None else None
     log.info("result not encodable within %d bytes", max_bytes)
-    raise ImageRejected(f"I couldn't fit the result into {max_bytes} bytes.")
+    raise ImageRejected(
+        f"I couldn't fit the result into {max_bytes} bytes.", f"does not fit into {max_bytes} bytes"
+    )
 
 
 def encode_preview(image: Image.Image, *, max_bytes: int = 100_000, max_side: int = 256) -> bytes:
@@ -596,4 +630,7 @@ def encode_preview(image: Image.Image, *, max_bytes: int = 100_000, max_side: in
             if len(data) <= max_bytes:
                 return data
         side //= 2
-    raise ImageRejected(f"I couldn't fit a preview into {max_bytes} bytes.")
+    raise ImageRejected(
+        f"I couldn't fit a preview into {max_bytes} bytes.",
+        f"does not fit into a {max_bytes}-byte preview",
+    )

@@ -31,7 +31,17 @@ STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 3.0, "medium": 10.0, "high": 
 
 
 class ParamsError(ValueError):
-    """A parameter value is out of range; the message names the parameter and fits a user."""
+    """A parameter value is out of range; the message names the parameter and fits a user.
+
+    `field` is the parameter's name (None when the problem involves the image, not one knob) and
+    `problem` the message without it, so that each surface can name the parameter its own way
+    (the CLI says `--blend` where the field is `style_blend`).
+    """
+
+    def __init__(self, problem: str, field: str | None = None) -> None:
+        super().__init__(f"{field} {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -81,30 +91,42 @@ class TransferParams:
 
     def validate(self) -> None:
         """Raise ParamsError naming the first bad parameter."""
-        _check(16 <= self.size <= 8192, "size must be between 16 and 8192 pixels")
-        _check(1 <= self.steps <= 100_000, "steps must be between 1 and 100000")
-        _check(1 <= self.scales <= 8, "scales must be between 1 and 8")
-        _check(self.scales <= self.steps, "steps must be at least the number of scales")
-        _check(self.min_size >= 16, "min_size must be at least 16 pixels")
-        _check(self.strength in STRENGTH_STYLE_WEIGHTS, "strength must be low, medium or high")
+        _check(16 <= self.size <= 8192, "size", "must be between 16 and 8192 pixels")
+        _check(1 <= self.steps <= 100_000, "steps", "must be between 1 and 100000")
+        _check(1 <= self.scales <= 8, "scales", "must be between 1 and 8")
+        _check(self.min_size >= 16, "min_size", "must be at least 16 pixels")
+        # At or below min_size every scale is the same size and the engine merges them into one.
+        used_scales = self.scales if self.size > self.min_size else 1
+        _check(
+            used_scales <= self.steps,
+            "steps",
+            f"must be at least the number of scales ({used_scales})",
+        )
+        _check(self.strength in STRENGTH_STYLE_WEIGHTS, "strength", "must be low, medium or high")
         for name in ("content_weight", "tv_weight"):
-            _check(_finite_nonneg(getattr(self, name)), f"{name} must be a non-negative number")
+            _check(_finite_nonneg(getattr(self, name)), name, "must be a non-negative number")
         if self.style_weight is not None:
-            _check(_finite_nonneg(self.style_weight), "style_weight must be a non-negative number")
-        _check(0.05 <= self.style_scale <= 4.0, "style_scale must be between 0.05 and 4")
-        _check(self.optimizer in ("lbfgs", "adam"), "optimizer must be lbfgs or adam")
-        _check(0 < self.learning_rate <= 1, "learning_rate must be in (0, 1]")
-        _check(self.init in ("content", "random", "image"), "init must be content, random or image")
+            _check(
+                _finite_nonneg(self.style_weight), "style_weight", "must be a non-negative number"
+            )
+        _check(0.05 <= self.style_scale <= 4.0, "style_scale", "must be between 0.05 and 4")
+        _check(self.optimizer in ("lbfgs", "adam"), "optimizer", "must be lbfgs or adam")
+        _check(0 < self.learning_rate <= 1, "learning_rate", "must be in (0, 1]")
+        _check(
+            self.init in ("content", "random", "image"), "init", "must be content, random or image"
+        )
         if self.seed is not None:
-            _check(0 <= self.seed < 2**63, "seed must be between 0 and 2^63-1")
-        _check(bool(self.content_layers), "content_layers must not be empty")
-        _check(bool(self.style_layers), "style_layers must not be empty")
-        for layer in (*self.content_layers, *self.style_layers):
-            _check(layer in VGG19_LAYERS, f"unknown VGG19 layer {layer!r}")
+            _check(0 <= self.seed < 2**63, "seed", "must be between 0 and 2^63-1")
+        for name in ("content_layers", "style_layers"):
+            layers = getattr(self, name)
+            _check(bool(layers), name, "must not be empty")
+            for layer in layers:
+                _check(layer in VGG19_LAYERS, name, f"has an unknown VGG19 layer {layer!r}")
         if self.style_layer_weights is not None:
             _check(
                 len(self.style_layer_weights) == len(self.style_layers),
-                "style_layer_weights needs one weight per style layer",
+                "style_layer_weights",
+                "needs one weight per style layer",
             )
             check_blend(self.style_layer_weights, what="style_layer_weights")
         if self.style_blend is not None:
@@ -115,8 +137,10 @@ class TransferParams:
         if self.style_blend is None:
             return [1.0 / n_styles] * n_styles
         if len(self.style_blend) != n_styles:
+            given = len(self.style_blend)
             raise ParamsError(
-                f"style_blend has {len(self.style_blend)} weights for {n_styles} style images"
+                f"has {_count(given, 'weight')} for {_count(n_styles, 'style image')}",
+                "style_blend",
             )
         total = sum(self.style_blend)
         return [w / total for w in self.style_blend]
@@ -157,9 +181,9 @@ class TransferParams:
 
 def check_blend(weights: tuple[float, ...] | list[float], *, what: str = "blend weights") -> None:
     """Blend weights must be finite, non-negative and not all zero."""
-    _check(len(weights) > 0, f"{what} must not be empty")
-    _check(all(_finite_nonneg(w) for w in weights), f"{what} must be non-negative numbers")
-    _check(sum(weights) > 0, f"{what} must not all be zero")
+    _check(len(weights) > 0, what, "must not be empty")
+    _check(all(_finite_nonneg(w) for w in weights), what, "must be non-negative numbers")
+    _check(sum(weights) > 0, what, "must not all be zero")
 
 
 def _finite_nonneg(value: object) -> bool:
@@ -172,6 +196,10 @@ def _finite_nonneg(value: object) -> bool:
     )
 
 
-def _check(ok: bool, message: str) -> None:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _check(ok: bool, field: str, problem: str) -> None:
     if not ok:
-        raise ParamsError(message)
+        raise ParamsError(problem, field)

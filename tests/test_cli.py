@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -13,7 +14,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nstbot.cli import EXIT_NETWORK, CliError, build_parser, params_from_args, run_with_retries
+from nstbot.cli import (
+    EXIT_NETWORK,
+    CliError,
+    build_parser,
+    check_stylize_options,
+    params_from_args,
+    run_with_retries,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,10 +65,18 @@ def test_stylize_end_to_end(data_dir: Path, tmp_path: Path, torch_home: dict[str
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--size", "0"], 2, "size must be between"),
-        (["--blend", "1", "2"], 2, "2 weights for 1 style"),
-        (["--blend", "-1"], 2, "non-negative"),
-        (["--style-layers", "relu9_9"], 2, "unknown VGG19 layer"),
+        (["--size", "0"], 2, "--size must be between"),
+        (["--blend", "1", "2"], 2, "--blend has 2 weights for 1 style image"),
+        (["--blend", "-1"], 2, "--blend must be non-negative"),
+        (["--style-layers", "relu9_9"], 2, "--style-layers has an unknown VGG19 layer"),
+        (["--tv-weight", "-1"], 2, "--tv-weight must be a non-negative"),
+        (["--lr", "5"], 2, "--lr must be in (0, 1]"),
+        (["--style-scale", "10"], 2, "--style-scale must be between"),
+        (["--min-size", "8"], 2, "--min-size must be at least 16"),
+        (["--init", "image"], 2, "--init image needs --init-image"),
+        (["--init", "random", "--init-image", "x.png"], 2, "give one of them"),
+        (["--device", "tpu"], 2, "--device tpu: use auto, cpu"),
+        (["--size", "512", "--steps", "2"], 2, "--steps must be at least the number of scales (3)"),
         (["--precision", "bf16", "--device", "cpu"], 5, "needs a CUDA device"),
         (["--device", "cuda:7"], 5, "cuda"),
     ],
@@ -76,6 +92,42 @@ def test_bad_options_give_one_line_errors(
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o.png").exists()
+    if code == 2:  # refused before anything was loaded: the one line is all there is
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("nstbot: bad option: ")
+        for field in ("style_blend", "tv_weight", "learning_rate", "style_scale", "min_size"):
+            assert field not in proc.stderr
+
+
+def stylize_args(*extra: str) -> argparse.Namespace:
+    return build_parser().parse_args(["stylize", "c.jpg", "s.jpg", "-o", "o.png", *extra])
+
+
+def test_steps_may_be_fewer_than_scales_when_they_merge() -> None:
+    # At 64 px, under the default min_size of 128, the three scales are one.
+    params = check_stylize_options(stylize_args("--size", "64", "--steps", "2"))
+    assert (params.size, params.steps) == (64, 2)
+    with pytest.raises(CliError, match="number of scales"):
+        check_stylize_options(stylize_args("--size", "256", "--steps", "2"))
+
+
+def test_weights_that_are_not_a_pytorch_file(data_dir: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.pth"
+    notes.write_text("these are my notes, not weights\n")
+    proc = nstbot(
+        "stylize", str(data_dir / "content-coffee.jpg"), str(data_dir / "style-brick.jpg"),
+        "-o", str(tmp_path / "o.png"), "--weights", str(notes), "--device", "cpu",
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"nstbot: --weights {notes} is text, not a PyTorch weights file: give the VGG19 .pth file "
+        "(`nstbot weights download` fetches it) or leave it out"
+    ]
+    proc = nstbot(
+        "stylize", str(data_dir / "content-coffee.jpg"), str(data_dir / "style-brick.jpg"),
+        "-o", str(tmp_path / "o.png"), "--weights", str(tmp_path / "absent.pth"),
+    )  # fmt: skip
+    assert proc.returncode == 4 and "absent.pth: no such file" in proc.stderr
 
 
 def test_missing_and_unreadable_inputs(data_dir: Path, tmp_path: Path) -> None:
@@ -85,7 +137,10 @@ def test_missing_and_unreadable_inputs(data_dir: Path, tmp_path: Path) -> None:
     fake = tmp_path / "fake.png"
     fake.write_text("<html><body>not an image</body></html>")
     proc = nstbot("stylize", str(fake), style, "-o", str(tmp_path / "o.png"))
-    assert proc.returncode == 3 and "HTML" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"nstbot: {fake} is an HTML page, not a PNG, JPEG, WebP, GIF or BMP image"
+    )  # the CLI's own words, not the bot's "I received ... Please send ..."
     proc = nstbot("stylize", style, style, "-o", str(tmp_path / "o.gif"))
     assert proc.returncode == 2 and ".png" in proc.stderr
 

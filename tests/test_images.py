@@ -26,6 +26,7 @@ from nstbot.images import (
     ImageRejected,
     check_declared,
     decode,
+    describe_bytes,
     encode,
     encode_preview,
     sniff_format,
@@ -127,9 +128,28 @@ def rejected(data: bytes, **kwargs: object) -> str:
 )
 def test_rejects_what_is_not_an_image(data: bytes, named: str) -> None:
     assert sniff_format(data) is None
-    message = rejected(data)
-    assert f"I received {named}," in message
-    assert "PNG, JPEG, WebP, GIF or BMP" in message
+    with pytest.raises(ImageRejected) as info:
+        decode(data)
+    assert f"I received {named}," in str(info.value)
+    assert "PNG, JPEG, WebP, GIF or BMP" in str(info.value)
+    # The same refusal for surfaces that speak for themselves (the CLI names the file).
+    assert info.value.plain == f"is {named}, not a PNG, JPEG, WebP, GIF or BMP image"
+    assert describe_bytes(data) == named
+
+
+@pytest.mark.parametrize(
+    ("data", "plain"),
+    [
+        (save(Image.new("L", (20_000, 8), 200), "PNG"), "is 20000×8 pixels; each side can be"),
+        (save(Image.new("L", (4_000, 8), 200), "PNG"), "is too long and thin (4000×8 pixels): its"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 60, "is a damaged or incomplete PNG file"),
+    ],
+)
+def test_plain_wording_has_no_chat_voice(data: bytes, plain: str) -> None:
+    with pytest.raises(ImageRejected) as info:
+        decode(data)
+    assert info.value.plain.startswith(plain)
+    assert not any(word in info.value.plain for word in ("I ", "me ", "Please", "That "))
 
 
 def test_rejections_are_logged_for_the_operator_without_content(
