@@ -15,14 +15,15 @@ import os
 import re
 import sys
 import time
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from nstbot import __version__
-from nstbot.config import Config, ConfigError, load_config
+from nstbot.config import Config, ConfigError, Precision, load_config
 from nstbot.logs import setup_logging
-from nstbot.params import STRENGTH_STYLE_WEIGHTS, ParamsError, TransferParams
+from nstbot.params import Init, Optimizer, ParamsError, Strength, TransferParams
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -122,7 +123,7 @@ def _add_stylize_parser(sub: Any) -> None:
     g = p.add_argument_group("style")
     g.add_argument(
         "--strength",
-        choices=sorted(STRENGTH_STYLE_WEIGHTS, key=STRENGTH_STYLE_WEIGHTS.get),
+        choices=typing.get_args(Strength),
         help=f"style weight preset (default {defaults.strength})",
     )
     g.add_argument(
@@ -150,14 +151,16 @@ def _add_stylize_parser(sub: Any) -> None:
     g.add_argument("--style-layers", nargs="+", metavar="LAYER", help="e.g. relu1_1 relu2_1 ...")
     g.add_argument("--style-layer-weights", type=float, nargs="+", metavar="W")
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", choices=["lbfgs", "adam"], help="(default lbfgs)")
+    g.add_argument(
+        "--optimizer", choices=typing.get_args(Optimizer), help=f"(default {defaults.optimizer})"
+    )
     g.add_argument("--lr", type=float, dest="learning_rate", help="Adam's step size")
-    g.add_argument("--init", choices=["content", "random", "image"], help="(default content)")
+    g.add_argument("--init", choices=typing.get_args(Init), help=f"(default {defaults.init})")
     g.add_argument("--init-image", type=Path, help="start from this image (implies --init image)")
     g = p.add_argument_group("machine")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: engine.device)")
     g.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"], help="(CUDA only for bf16/fp16)"
+        "--precision", choices=typing.get_args(Precision), help="(CUDA only for bf16/fp16)"
     )
     g.add_argument(
         "--weights", help="auto, random (tests only) or a path (default: engine.weights)"

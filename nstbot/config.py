@@ -3,6 +3,13 @@
 Every key is optional; `config.example.toml` lists them all with their defaults. An environment
 variable `NSTBOT_<SECTION>_<KEY>` (upper case) overrides a key, for example
 `NSTBOT_ENGINE_DEVICE=cuda:1`. Errors name the bad key.
+
+A key with a fixed set of values is typed with a `Literal` declared once below; the loader refuses
+anything else at load time, listing the allowed values, and the CLI and the slash commands take
+their choices from the same Literal (`typing.get_args`). The loader is taught `Literal` rather
+than replaced by pydantic-settings: the dataclasses, the environment overrides and the generated
+config.example.toml already work, a typed value is all that was missing, and pydantic would add a
+compiled dependency to every host, the bot's included, for that one feature.
 """
 
 from __future__ import annotations
@@ -15,7 +22,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+Precision = Literal["fp32", "bf16", "fp16"]
+Backend = Literal["local", "celery"]
+Hardware = Literal["auto", "cpu", "gpu"]
+Quality = Literal["fast", "balanced", "best"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+CertReqs = Literal["required", "optional", "none"]
 
 
 class ConfigError(ValueError):
@@ -28,8 +43,8 @@ class EngineConfig:
 
     device: str = "auto"
     """auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."""
-    precision: str = "fp32"
-    """fp32, bf16 or fp16 (autocast; CUDA only)."""
+    precision: Precision = "fp32"
+    """bf16 and fp16 are autocast and need CUDA."""
     weights: str = "auto"
     """auto (configured path, then torch hub cache), random (tests only), or a path to a file."""
     allow_download: bool = True
@@ -58,8 +73,8 @@ class ImagesConfig:
 class ExecutorConfig:
     """The job queue: workers, limits, timeouts and the journal."""
 
-    backend: str = "local"
-    """local (worker processes on this machine) or celery."""
+    backend: Backend = "local"
+    """local (worker processes on this machine) or celery (workers on other hosts)."""
     devices: tuple[str, ...] = ("auto",)
     """One worker process per entry: auto, cpu, cuda:0, cuda:1, ..."""
     max_queue: int = 50
@@ -114,9 +129,10 @@ class BotConfig:
     """Discord's interaction token lifetime; past it, results go by channel message."""
     token_margin_s: float = 60.0
     """Treat a token as expired this long before it really is."""
-    hardware: str = "auto"
-    """auto, cpu or gpu: which quality-preset table applies (auto asks the scheduler)."""
-    default_quality: str = "balanced"
+    hardware: Hardware = "auto"
+    """Which quality-preset table applies (auto asks the scheduler)."""
+    default_quality: Quality = "balanced"
+    """The quality of a request that names none."""
     max_size: int = 0
     """Hard cap on the output's longest side for every server; 0 means the preset's cap."""
     max_steps: int = 0
@@ -131,9 +147,8 @@ class BotConfig:
 class LoggingConfig:
     """Logging of the bot and its workers."""
 
-    level: str = "INFO"
-    format: str = "text"
-    """text or json."""
+    level: LogLevel = "INFO"
+    format: LogFormat = "text"
 
 
 @dataclass(frozen=True)
@@ -168,8 +183,8 @@ class CeleryConfig:
     """Runs of one job (after worker crashes) before it ends as failed."""
     result_ttl_s: float = 86400.0
     """How long a result waits in Redis for a bot that is down; removed at delivery."""
-    ssl_cert_reqs: str = "required"
-    """For rediss:// URLs: required, optional or none (none = no certificate check)."""
+    ssl_cert_reqs: CertReqs = "required"
+    """For rediss:// URLs: none means no certificate check."""
     ssl_ca_certs: str = ""
     """For rediss:// URLs: CA bundle file; empty means the system's CAs."""
     heartbeat_interval_s: float = 2.0
@@ -186,8 +201,6 @@ class CeleryConfig:
             raise ConfigError(
                 "celery.visibility_timeout_s must be greater than celery.hard_time_limit_s"
             )
-        if self.ssl_cert_reqs not in ("required", "optional", "none"):
-            raise ConfigError("celery.ssl_cert_reqs must be required, optional or none")
         if self.max_attempts < 1:
             raise ConfigError("celery.max_attempts must be at least 1")
 
@@ -299,6 +312,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return tuple(_coerce(item, item_hint, key) for item in value)
     if hint is Any:
         return value
+    if origin is Literal:
+        return _choice(value, typing.get_args(hint), key)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false")
@@ -320,3 +335,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a string")
         return value
     raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _choice(value: Any, allowed: tuple[Any, ...], key: str) -> Any:
+    """One of a Literal's values; strings match whatever their case (`info` is `INFO`)."""
+    for option in allowed:
+        if value == option or (
+            isinstance(value, str) and isinstance(option, str) and value.lower() == option.lower()
+        ):
+            return option
+    listed = ", ".join(str(option) for option in allowed)
+    raise ConfigError(f"{key} must be one of {listed}, not {value!r}")

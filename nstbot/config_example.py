@@ -58,13 +58,18 @@ def toml_value(value: Any) -> str:
 
 def _keys(cls: type, instance: Any) -> list[str]:
     docs = field_docs(cls)
+    hints = typing.get_type_hints(cls, vars(config_module))
     lines: list[str] = []
     for f in dataclasses.fields(cls):
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
             continue
-        if f.name in docs:
-            lines.extend(f"# {line}" for line in textwrap.wrap(docs[f.name], 98))
+        doc = docs.get(f.name, "")
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            allowed = ", ".join(toml_value(v) for v in typing.get_args(hints[f.name]))
+            doc = f"{doc} One of: {allowed}.".strip()
+        if doc:
+            lines.extend(f"# {line}" for line in textwrap.wrap(doc, 98))
         if value is None:
             lines.append(f"# {f.name} = (not set)")
         else:

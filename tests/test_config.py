@@ -60,6 +60,61 @@ def test_errors_name_the_key(tmp_path: Path, text: str, env: dict, message: str)
         load_config(write(tmp_path, text), env=env)
 
 
+@pytest.mark.parametrize(
+    ("key", "allowed"),
+    [
+        ("engine.precision", "fp32, bf16, fp16"),
+        ("executor.backend", "local, celery"),
+        ("bot.hardware", "auto, cpu, gpu"),
+        ("bot.default_quality", "fast, balanced, best"),
+        ("logging.level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("logging.format", "text, json"),
+        ("celery.ssl_cert_reqs", "required, optional, none"),
+    ],
+)
+def test_enumerated_keys_are_checked_at_load_time(tmp_path: Path, key: str, allowed: str) -> None:
+    section, name = key.split(".")
+    expected = f"{key} must be one of {allowed}, not 'balnced'"
+    with pytest.raises(ConfigError) as from_file:
+        load_config(write(tmp_path, f'[{section}]\n{name} = "balnced"\n'), env={})
+    assert str(from_file.value) == expected
+    env_name = f"NSTBOT_{section}_{name}".upper()
+    with pytest.raises(ConfigError) as from_env:
+        load_config(None, env={env_name: "balnced"})
+    assert str(from_env.value) == expected
+
+
+def test_every_enumerated_key_is_a_literal() -> None:
+    # A str-typed key whose doc lists its values would slip past the check above.
+    import dataclasses
+    import typing
+
+    from nstbot import config as config_module
+
+    def sections(cls: type) -> list[type]:
+        hints = typing.get_type_hints(cls, vars(config_module))
+        return [cls] + [h for h in hints.values() if dataclasses.is_dataclass(h)]
+
+    literal_keys = set()
+    for cls in sections(Config):
+        for name, hint in typing.get_type_hints(cls, vars(config_module)).items():
+            if typing.get_origin(hint) is typing.Literal:
+                literal_keys.add(f"{cls.__name__}.{name}")
+    assert literal_keys >= {
+        "EngineConfig.precision", "ExecutorConfig.backend", "BotConfig.hardware",
+        "BotConfig.default_quality", "LoggingConfig.level", "LoggingConfig.format",
+        "CeleryConfig.ssl_cert_reqs",
+    }  # fmt: skip
+
+
+def test_literal_values_match_whatever_their_case(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[logging]\nlevel = "debug"\n'), env={})
+    assert config.logging.level == "DEBUG"
+    assert load_config(None, env={"NSTBOT_BOT_HARDWARE": "GPU"}).bot.hardware == "gpu"
+    with pytest.raises(ConfigError, match=r"bot\.default_quality must be one of"):
+        load_config(write(tmp_path, "[bot]\ndefault_quality = 3\n"), env={})
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", env={})
