@@ -27,6 +27,8 @@ from typing import Any
 
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
+from nstbot.params import too_long_and_thin
+
 log = logging.getLogger(__name__)
 
 ACCEPTED = "Please send a PNG, JPEG, WebP, GIF or BMP image."
@@ -234,8 +236,9 @@ def _target_size(w: int, h: int, limits: ImageLimits, working_size: int | None) 
         scale = cap / long
     else:
         return w, h
-    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-    if min(tw, th) < limits.min_side or max(tw, th) > cap or tw * th > limits.max_pixels:
+    # Rounding can leave the long side a pixel over the cap when the short side is scaled up.
+    tw, th = min(cap, max(1, round(w * scale))), min(cap, max(1, round(h * scale)))
+    if too_long_and_thin(w, h, cap, limits.min_side) or tw * th > limits.max_pixels:
         raise _reject(
             f"That image is too long and thin ({w}×{h} pixels) for me to work with; its long "
             f"side can be at most {cap // max(1, limits.min_side)} times its short side.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "random", "image"]
@@ -25,6 +25,19 @@ VGG19_LAYERS: tuple[str, ...] = (
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+STRENGTHS: tuple[str, ...] = get_args(Strength)
+"""The strength choices, weakest first, for every surface that offers them."""
+
+# Bounds of the knobs, used by TransferParams, the CLI, the slash commands and server settings.
+SIZE_MIN = 16
+"""Smallest longest side of an output (the deepest default style layer needs 16 px)."""
+SIZE_MAX = 8192
+"""Largest longest side anyone may ask for; quality presets and server caps lower it."""
+REQUEST_SIZE_MIN = 32
+"""Smallest size a Discord request or a server's size cap may name (VGG19 wants about 32 px)."""
+STEPS_MAX = 100_000
+SCALES_MAX = 8
 
 # Style weight per strength preset, relative to a content weight of 1 (see docs/engine.md).
 STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 3.0, "medium": 10.0, "high": 30.0}
@@ -91,10 +104,14 @@ class TransferParams:
 
     def validate(self) -> None:
         """Raise ParamsError naming the first bad parameter."""
-        _check(16 <= self.size <= 8192, "size", "must be between 16 and 8192 pixels")
-        _check(1 <= self.steps <= 100_000, "steps", "must be between 1 and 100000")
-        _check(1 <= self.scales <= 8, "scales", "must be between 1 and 8")
-        _check(self.min_size >= 16, "min_size", "must be at least 16 pixels")
+        _check(
+            SIZE_MIN <= self.size <= SIZE_MAX,
+            "size",
+            f"must be between {SIZE_MIN} and {SIZE_MAX} pixels",
+        )
+        _check(1 <= self.steps <= STEPS_MAX, "steps", f"must be between 1 and {STEPS_MAX}")
+        _check(1 <= self.scales <= SCALES_MAX, "scales", f"must be between 1 and {SCALES_MAX}")
+        _check(self.min_size >= SIZE_MIN, "min_size", f"must be at least {SIZE_MIN} pixels")
         # At or below min_size every scale is the same size and the engine merges them into one.
         used_scales = self.scales if self.size > self.min_size else 1
         _check(
@@ -102,7 +119,7 @@ class TransferParams:
             "steps",
             f"must be at least the number of scales ({used_scales})",
         )
-        _check(self.strength in STRENGTH_STYLE_WEIGHTS, "strength", "must be low, medium or high")
+        _check(self.strength in STRENGTHS, "strength", f"must be {_or(STRENGTHS)}")
         for name in ("content_weight", "tv_weight"):
             _check(_finite_nonneg(getattr(self, name)), name, "must be a non-negative number")
         if self.style_weight is not None:
@@ -179,6 +196,16 @@ class TransferParams:
             raise ParamsError(f"bad parameter value: {exc}") from exc
 
 
+def style_side(long_side: int, style_scale: float) -> int:
+    """Longest side of the style images for an output (or scale) whose longest side is given."""
+    return max(SIZE_MIN, round(long_side * style_scale))
+
+
+def too_long_and_thin(width: int, height: int, long_side: int, min_short: int) -> bool:
+    """Whether scaling the long side to `long_side` leaves the short side under `min_short`."""
+    return round(min(width, height) * long_side / max(width, height)) < min_short
+
+
 def check_blend(weights: tuple[float, ...] | list[float], *, what: str = "blend weights") -> None:
     """Blend weights must be finite, non-negative and not all zero."""
     _check(len(weights) > 0, what, "must not be empty")
@@ -194,6 +221,10 @@ def _finite_nonneg(value: object) -> bool:
         and value != float("inf")
         and value == value  # not NaN
     )
+
+
+def _or(choices: tuple[str, ...]) -> str:
+    return f"{', '.join(choices[:-1])} or {choices[-1]}"
 
 
 def _count(n: int, noun: str) -> str:

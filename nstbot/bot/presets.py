@@ -8,10 +8,12 @@ consumer card (slower) to an H200 (a 300-step job in about 2 s).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
+from nstbot.config import Quality
 from nstbot.params import TransferParams
 
-QUALITIES: tuple[str, ...] = ("fast", "balanced", "best")
+QUALITIES: tuple[str, ...] = get_args(Quality)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def build_params(
     hardware: str,
     limits: Limits,
     size: int | None = None,
-    strength: str = "medium",
+    strength: str = TransferParams.strength,
     preserve_colors: bool = False,
     seed: int | None = None,
     n_styles: int = 1,

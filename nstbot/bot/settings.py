@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nstbot.bot.presets import QUALITIES
+from nstbot.params import REQUEST_SIZE_MIN, SIZE_MAX
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,12 @@ class GuildSettings:
     def validate(self) -> None:
         """Raise ValueError with a message fit for a server admin."""
         if self.max_quality not in QUALITIES:
-            raise ValueError("max quality must be fast, balanced or best")
-        if self.max_size and not 32 <= self.max_size <= 8192:
-            raise ValueError("max size must be between 32 and 8192 pixels (or 0 for no cap)")
+            raise ValueError(f"max quality must be one of {', '.join(QUALITIES)}")
+        if self.max_size and not REQUEST_SIZE_MIN <= self.max_size <= SIZE_MAX:
+            raise ValueError(
+                f"max size must be between {REQUEST_SIZE_MIN} and {SIZE_MAX} pixels "
+                "(or 0 for no cap)"
+            )
         if not 0 <= self.per_user_queue <= 100:
             raise ValueError("queue limit must be between 0 and 100")
         if not 0 <= self.cooldown_s <= 86_400:

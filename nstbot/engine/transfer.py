@@ -28,7 +28,13 @@ from nstbot.engine.losses import ContentLoss, StyleLoss, TVLoss, blend_grams, gr
 from nstbot.engine.style_cache import StyleTargetCache, fingerprint
 from nstbot.engine.vgg import FeatureExtractor
 from nstbot.engine.weights import load_vgg19_features
-from nstbot.params import VGG19_LAYERS, ParamsError, TransferParams
+from nstbot.params import (
+    VGG19_LAYERS,
+    ParamsError,
+    TransferParams,
+    style_side,
+    too_long_and_thin,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +117,7 @@ def scale_sizes(width: int, height: int, params: TransferParams) -> list[tuple[i
     longs[-1] = params.size
     floor = min_side_for((*params.content_layers, *params.style_layers))
     final = fit_size(width, height, params.size)
-    if min(final) < floor:
+    if too_long_and_thin(width, height, params.size, floor):
         raise ParamsError(
             f"at size {params.size} the image would be {final[0]}x{final[1]}; every side must be "
             f"at least {floor} px: use a larger size or a less elongated image"
@@ -382,7 +388,7 @@ class StyleTransfer:
         size: tuple[int, int],
         net_content: torch.Tensor,
     ) -> list[torch.Tensor]:
-        long_side = max(16, round(max(size) * params.style_scale))
+        long_side = style_side(max(size), params.style_scale)
         per_style: list[dict[str, torch.Tensor]] = []
         for style in styles:
             style_size = fit_size(style.width, style.height, long_side)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nstbot.jobs.model import Job
+from nstbot.params import style_side
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ class _JobRunner:
         fault = self._fault(job, "test_fault")
         step_sleep = float(self._fault(job, "test_step_sleep") or 0.0)
         content = self._decode(inputs[0], params.size)
-        style_side = max(16, math.ceil(params.size * params.style_scale))
-        styles = [self._decode(path, style_side).image for path in inputs[1:]]
+        style_long_side = style_side(params.size, params.style_scale)
+        styles = [self._decode(path, style_long_side).image for path in inputs[1:]]
         if self.cancel_token.value == seq:
             raise StylizeCancelled("cancelled before the first step")
         on_step = _StepHandler(self, seq, attempt, fault, step_sleep)

@@ -13,6 +13,7 @@ from discord.ext import commands
 from nstbot.bot.presets import QUALITIES
 from nstbot.bot.progress import format_duration
 from nstbot.bot.settings import GuildSettings
+from nstbot.params import SIZE_MAX
 
 if TYPE_CHECKING:
     from nstbot.bot.client import NSTBot
@@ -83,7 +84,7 @@ class Admin(commands.Cog):
         allow_channel: discord.TextChannel | None = None,
         remove_channel: discord.TextChannel | None = None,
         all_channels: bool = False,
-        max_size: app_commands.Range[int, 0, 8192] | None = None,
+        max_size: app_commands.Range[int, 0, SIZE_MAX] | None = None,
         max_quality: str | None = None,
         queue_limit: app_commands.Range[int, 0, 100] | None = None,
         cooldown: app_commands.Range[int, 0, 86400] | None = None,

@@ -19,7 +19,13 @@ from nstbot.bot.presets import QUALITIES, Limits, build_params, help_table
 from nstbot.bot.progress import format_duration
 from nstbot.jobs.errors import SubmitRefused
 from nstbot.jobs.model import Job
-from nstbot.params import ParamsError, TransferParams
+from nstbot.params import (
+    REQUEST_SIZE_MIN,
+    SIZE_MAX,
+    STRENGTHS,
+    ParamsError,
+    TransferParams,
+)
 
 if TYPE_CHECKING:
     from nstbot.bot.client import NSTBot
@@ -27,9 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STRENGTHS = ("low", "medium", "high")
 PREFIX_USAGE = (
-    "Usage: `{p}stylize [fast|balanced|best] [low|medium|high] [size=N] [seed=N] [colors]` "
+    f"Usage: `{{p}}stylize [{'|'.join(QUALITIES)}] [{'|'.join(STRENGTHS)}] [size=N] [seed=N] "
+    "[colors]` "
     "with two images attached (photo first, artwork second), or one artwork attached in a "
     "reply to a message with the photo."
 )
@@ -40,7 +46,7 @@ class Options:
     """What the requester chose; None means the default."""
 
     quality: str | None = None
-    strength: str = "medium"
+    strength: str = TransferParams.strength
     size: int | None = None
     preserve_colors: bool = False
     seed: int | None = None
@@ -63,6 +69,9 @@ def parse_options(text: str) -> Options:
             values["size"] = int(word[:-2])
         else:
             raise Refusal(f"I don't understand `{word[:40]}`.")
+    size = values.get("size")
+    if size is not None and not REQUEST_SIZE_MIN <= size <= SIZE_MAX:
+        raise Refusal(f"The size must be between {REQUEST_SIZE_MIN} and {SIZE_MAX} pixels.")
     return Options(**values)
 
 
@@ -104,8 +113,8 @@ class Stylize(commands.Cog):
         content: discord.Attachment,
         style: discord.Attachment,
         style2: discord.Attachment | None = None,
-        strength: str = "medium",
-        size: app_commands.Range[int, 32, 4096] | None = None,
+        strength: str = TransferParams.strength,
+        size: app_commands.Range[int, REQUEST_SIZE_MIN, SIZE_MAX] | None = None,
         preserve_colors: bool = False,
         quality: str | None = None,
         seed: app_commands.Range[int, 0, 2**53] | None = None,
