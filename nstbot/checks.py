@@ -53,11 +53,19 @@ def check_devices(config: Config) -> list[CheckResult]:
         except DeviceError as exc:
             results.append(CheckResult(f"device {name}", False, str(exc)))
             continue
-        note = " (CPU: expect minutes per image; see the quality presets)" * (device.type == "cpu")
+        note = f" ({expected_time(config, 'gpu' if device.type == 'cuda' else 'cpu')})"
         results.append(
             CheckResult(f"device {name}", True, f"{device}, {config.engine.precision}{note}")
         )
     return results
+
+
+def expected_time(config: Config, hardware: str) -> str:
+    """What a default request costs on this kind of device, from the quality presets."""
+    from nstbot.bot.presets import EXPECT_BASIS, preset_summary
+
+    quality = config.bot.default_quality
+    return f"default quality {preset_summary(hardware, quality)}, {EXPECT_BASIS[hardware]}"
 
 
 def check_token(config: Config) -> CheckResult:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -411,117 +412,11 @@ def test_dockerignore_keeps_the_noise_and_secrets_out() -> None:
 # -- compose -------------------------------------------------------------------------------------
 
 
-def mini_yaml(text: str) -> Any:
-    """Block mappings and sequences, flow sequences, scalars: the YAML subset used here."""
-    lines = []
-    for raw in text.splitlines():
-        line = _strip_comment(raw).rstrip()
-        if line.strip():
-            lines.append((len(line) - len(line.lstrip(" ")), line.strip()))
-    value, end = _block(lines, 0, lines[0][0])
-    assert end == len(lines), f"could not parse near: {lines[end][1]}"
-    return value
-
-
-def _strip_comment(line: str) -> str:
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def _is_key(text: str) -> bool:
-    return re.match(r"[^\s'\"\[{-][^:]*:(\s|$)", text) is not None
-
-
-def _block(lines: list[tuple[int, str]], i: int, indent: int) -> tuple[Any, int]:
-    if lines[i][1].startswith("-"):
-        items = []
-        while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("-"):
-            content = lines[i][1][1:].strip()
-            if not content:
-                item, i = _block(lines, i + 1, lines[i + 1][0])
-            elif _is_key(content):
-                # "- key: value" opens a mapping whose other keys line up with "key".
-                column = indent + len(lines[i][1]) - len(content)
-                lines[i] = (column, content)
-                item, i = _block(lines, i, column)
-            else:
-                item, i = _scalar(content), i + 1
-            items.append(item)
-        return items, i
-    mapping: dict[str, Any] = {}
-    while i < len(lines) and lines[i][0] == indent:
-        assert _is_key(lines[i][1]), f"expected a key: {lines[i][1]}"
-        key, _, rest = lines[i][1].partition(":")
-        rest = rest.strip()
-        if rest:
-            mapping[key], i = _scalar(rest), i + 1
-        elif i + 1 < len(lines) and lines[i + 1][0] > indent:
-            mapping[key], i = _block(lines, i + 1, lines[i + 1][0])
-        elif i + 1 < len(lines) and lines[i + 1][0] == indent and lines[i + 1][1][0] == "-":
-            mapping[key], i = _block(lines, i + 1, indent)
-        else:
-            mapping[key], i = None, i + 1
-    return mapping, i
-
-
-def _scalar(text: str) -> Any:
-    if text.startswith("[") and text.endswith("]"):
-        parts = re.findall(r"\s*(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,]+)\s*(?:,|$)", text[1:-1])
-        return [_scalar(p.strip()) for p in parts if p.strip()]
-    if text.startswith('"'):
-        return json.loads(text)
-    if text.startswith("'"):
-        return text[1:-1].replace("''", "'")
-    if text in ("true", "false"):
-        return text == "true"
-    if text in ("null", "~"):
-        return None
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    return text
-
-
-def load_yaml(text: str) -> Any:
-    try:
-        import yaml
-    except ImportError:
-        return mini_yaml(text)
-    return yaml.safe_load(text)
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data = load_yaml(COMPOSE.read_text(encoding="utf-8"))
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
-
-
-def test_mini_yaml_agrees_with_pyyaml() -> None:
-    yaml = pytest.importorskip("yaml", reason="PyYAML not installed; the small parser is used")
-    text = COMPOSE.read_text(encoding="utf-8")
-    assert mini_yaml(text) == yaml.safe_load(text)
-
-
-def test_mini_yaml_subset() -> None:
-    text = (
-        "a:\n  b: 1  # note\n  c: [x, \"y z\", 'q']\n  d:\n    - e: f\n      g: true\n"
-        "    - plain:value\n    -\n      - nested\nh:\n- 'it''s'\n"
-    )
-    assert mini_yaml(text) == {
-        "a": {
-            "b": 1,
-            "c": ["x", "y z", "q"],
-            "d": [{"e": "f", "g": True}, "plain:value", ["nested"]],
-        },
-        "h": ["it's"],
-    }
 
 
 def _gpu_reserved(service: dict[str, Any]) -> bool:

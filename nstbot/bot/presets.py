@@ -1,8 +1,13 @@
 """Quality presets: the one table mapping fast / balanced / best to steps, scales and sizes.
 
 CPU and GPU hosts get different tables so that the defaults finish in a few minutes either way.
-The expected times are upper bounds drawn from docs/performance.md: a 2-core CPU, and GPUs from a
-consumer card (slower) to an H200 (a 300-step job in about 2 s).
+
+The expected times here are the one source of those figures: `/stylize-help`, `nstbot check`, the
+README and docs/operations.md quote them (tests/test_docs.py checks the docs). They come from
+docs/performance.md: on the CPU, whole `nstbot stylize` runs on 2 idle cores ("Bot quality presets
+on a CPU": 30 s, 40 s, 109 s); on a GPU, an H200 ("Whole jobs on a GPU": 300 steps in 2.1 s at
+512 px and 2.6 s at 1024 px, warm). A GPU step there is bound by kernel launches, not by the size,
+so a preset's time is scaled from those by its steps; smaller GPUs take longer.
 """
 
 from __future__ import annotations
@@ -27,21 +32,32 @@ class Preset:
     max_size: int
     """Largest longest side a user may ask for at this quality."""
     expect: str
-    """Rough run time, shown by /stylize-help."""
+    """Rough run time on the hardware EXPECT_BASIS names, shown by /stylize-help."""
 
 
 PRESETS: dict[str, dict[str, Preset]] = {
     "gpu": {
-        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="2-15 seconds"),
-        "balanced": Preset(steps=300, scales=3, size=768, max_size=1024, expect="3-30 seconds"),
-        "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="5-90 seconds"),
+        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="about 1.5 s"),
+        "balanced": Preset(steps=300, scales=3, size=768, max_size=1024, expect="about 2.5 s"),
+        "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="about 5 s"),
     },
     "cpu": {
-        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="under a minute"),
-        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="about a minute"),
+        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="about 30 s"),
+        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="about 40 s"),
         "best": Preset(steps=160, scales=2, size=512, max_size=640, expect="about 2 minutes"),
     },
 }
+EXPECT_BASIS: dict[str, str] = {
+    "gpu": "measured on an H200; smaller GPUs take longer",
+    "cpu": "measured on 2 idle CPU cores",
+}
+"""Where the expected times were measured, quoted next to them."""
+
+
+def preset_summary(hardware: str, quality: str) -> str:
+    """One preset in the words the docs quote, e.g. "`balanced` 384 px / 100 steps, about 40 s"."""
+    preset = PRESETS[hardware][quality]
+    return f"`{quality}` {preset.size} px / {preset.steps} steps, {preset.expect}"
 
 
 @dataclass(frozen=True)
@@ -131,4 +147,5 @@ def help_table(hardware: str, limits: Limits) -> str:
             f"**{name}**: {size} px, {steps} steps, up to "
             f"{effective_max_size(preset, limits)} px; {preset.expect}"
         )
+    rows.append(f"(times {EXPECT_BASIS['gpu' if hardware == 'gpu' else 'cpu']})")
     return "\n".join(rows)
