@@ -70,10 +70,8 @@ def expected_time(config: Config, hardware: str) -> str:
 
 def check_token(config: Config) -> CheckResult:
     """The bot token is present and Discord accepts it."""
-    try:
-        from nstbot.bot.client import check_token as online_check
-    except ImportError:
-        return CheckResult("token", False, "the bot package is not available")
+    from nstbot.bot.client import check_token as online_check
+
     try:
         return CheckResult("token", True, online_check(config))
     except Exception as exc:  # the message is for the operator; never includes the token

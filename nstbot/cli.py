@@ -499,10 +499,8 @@ def _unreachable_message(api_base: str, reason: str) -> str:
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     """Run a Celery worker for one device."""
-    try:
-        from nstbot.jobs.celery_worker import run_worker  # type: ignore[import-not-found]
-    except ImportError:
-        raise CliError("the Celery backend is not available in this build", EXIT_FAILURE) from None
+    from nstbot.jobs.celery_worker import run_worker
+
     return int(run_worker(config, device=args.device))
 
 

@@ -174,6 +174,21 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "engine.devise" in proc.stderr
 
 
+def test_python_m_nstbot_is_the_console_script() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nstbot", "--version"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.startswith("nstbot ")
+    proc = subprocess.run(
+        [sys.executable, "-m", "nstbot", "stylize", "c.jpg", "s.jpg", "-o", "o.png",
+         "--init", "image"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "nstbot: bad option: --init image needs --init-image FILE"
+
+
 def test_help_works() -> None:
     proc = nstbot("--help")
     assert proc.returncode == 0
