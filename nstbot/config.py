@@ -57,6 +57,8 @@ class EngineConfig:
 class ImagesConfig:
     """Limits on uploaded images, checked before their pixels are decoded."""
 
+    # nstbot.images knows this class as ImageLimits: one definition for the config and the checks.
+
     max_bytes: int = 25_000_000
     """Largest accepted file, in bytes."""
     max_pixels: int = 40_000_000
@@ -67,6 +69,11 @@ class ImagesConfig:
     """Smaller images are upscaled to this short side (VGG19 needs about 32 px)."""
     reject_below: int = 8
     """Images with a side under this are refused rather than upscaled."""
+
+    @classmethod
+    def from_config(cls, config: Config | ImagesConfig) -> ImagesConfig:
+        """The [images] section of a whole Config, or the section itself."""
+        return config.images if isinstance(config, Config) else config
 
 
 @dataclass(frozen=True)

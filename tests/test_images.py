@@ -548,6 +548,7 @@ def test_check_declared() -> None:
 
 
 def test_limits_from_config() -> None:
+    assert ImageLimits is ImagesConfig  # one definition for the config and the checks
     section = ImagesConfig(max_bytes=1, max_pixels=2, max_side=3, min_side=4, reject_below=5)
     expected = ImageLimits(max_bytes=1, max_pixels=2, max_side=3, min_side=4, reject_below=5)
     assert ImageLimits.from_config(section) == expected
