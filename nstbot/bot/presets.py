@@ -37,7 +37,7 @@ class Preset:
 
 PRESETS: dict[str, dict[str, Preset]] = {
     "gpu": {
-        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="about 1.5 s"),
+        "fast": Preset(steps=150, scales=2, size=512, max_size=768, expect="about 1 s"),
         "balanced": Preset(steps=300, scales=3, size=768, max_size=1024, expect="about 2.5 s"),
         "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="about 5 s"),
     },
