@@ -9,11 +9,31 @@ from typing import Any, Protocol
 
 import discord
 
-from nstbot.bot.delivery import DEFAULT_UPLOAD_LIMIT, NO_MENTIONS
+from nstbot.bot.delivery import DEFAULT_UPLOAD_LIMIT, NO_MENTIONS, http_code
 
 log = logging.getLogger(__name__)
 
 REFUSAL_DELETE_AFTER_S = 60.0
+# Discord error codes of an interaction that takes no response any more.
+UNKNOWN_INTERACTION = 10062
+ALREADY_ACKNOWLEDGED = 40060
+
+
+class InteractionGone(Exception):
+    """The interaction can no longer be answered (expired, or answered elsewhere)."""
+
+
+async def tell_privately(interaction: discord.Interaction[Any], text: str) -> None:
+    """An ephemeral answer, as the response or as a follow-up when one was already sent."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.response.send_message(
+                text, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+    except discord.HTTPException as exc:
+        log.info("interaction %s: could not answer: HTTP %s", interaction.id, exc.status)
 
 
 class Origin(Protocol):
@@ -60,8 +80,21 @@ class InteractionOrigin:
         self._message_id: int | None = None
 
     async def ack(self) -> None:
-        """Defer with 'thinking': the deferred message becomes the job's progress message."""
-        response = await self.interaction.response.defer(thinking=True)
+        """Defer with 'thinking': the deferred message becomes the job's progress message.
+
+        InteractionGone when Discord says the interaction is dead or already answered.
+        """
+        try:
+            response = await self.interaction.response.defer(thinking=True)
+        except discord.InteractionResponded:
+            raise InteractionGone("interaction already answered") from None
+        except discord.HTTPException as exc:
+            if http_code(exc) not in (UNKNOWN_INTERACTION, ALREADY_ACKNOWLEDGED):
+                raise
+            raise InteractionGone(
+                f"interaction {self.interaction.id} is gone on defer ({exc.status}, "
+                f"code {http_code(exc)})"
+            ) from None
         self._message_id = getattr(response, "message_id", None)
 
     async def refuse(self, text: str) -> None:
