@@ -283,33 +283,36 @@ class Stylize(commands.Cog):
             await origin.refuse(f"Something went wrong on my side. (job `{job_id}`)")
             return
         try:
+            refusal = await self._submit(origin, prepare, job_id)
+            if refusal is None:
+                ticket.settle()
+        finally:
+            # Given back before any answer: a retry prompted by it must find the hold released.
+            ticket.release()
+        if refusal:
+            await origin.refuse(refusal)
+
+    async def _submit(self, origin: Origin, prepare: Prepare, job_id: str) -> str | None:
+        """Acknowledge, prepare and submit: None once submitted, else what to tell the user."""
+        try:
             await origin.ack()
             job, blobs, info = await prepare(job_id)
             await self.bot.runner.submit(job, blobs, info)
         except InteractionGone as exc:
             # Discord no longer takes any answer on this interaction: nothing to send.
-            ticket.release()
             log.info("job %s: dropped, %s", job_id, exc)
-            return
+            return ""
         except Refusal as exc:
             log.info("job %s: refused: %s", job_id, exc)
-            text = str(exc)
+            return str(exc)
         except SubmitRefused as exc:
             log.info("job %s: queue refused: %s", job_id, exc.message)
             self.bot.runner.count_refused()
-            text = exc.message
-        except BaseException as exc:
-            ticket.release()
-            if not isinstance(exc, Exception):
-                raise
+            return exc.message
+        except Exception:
             log.exception("job %s: request failed", job_id)
-            text = f"Something went wrong on my side; please try again. (job `{job_id}`)"
-        else:
-            ticket.settle()
-            return
-        # Given back before the answer: a retry prompted by it must find the hold released.
-        ticket.release()
-        await origin.refuse(text)
+            return f"Something went wrong on my side; please try again. (job `{job_id}`)"
+        return None
 
     def _from_attachments(
         self,
