@@ -32,7 +32,12 @@ from nstbot.bot.admission import (
     release_ticket,
 )
 from nstbot.bot.intake import Intake
-from nstbot.bot.origin import MessageOrigin, tell_privately
+from nstbot.bot.origin import (
+    MessageOrigin,
+    permission_label,
+    tell_privately,
+    tell_without_channel,
+)
 from nstbot.bot.runner import JobRunner
 from nstbot.bot.settings import SettingsStore
 from nstbot.bot.views import JobButton
@@ -270,38 +275,6 @@ class NSTBot(commands.Bot):
 def _name(interaction: discord.Interaction[Any]) -> str:
     return interaction.command.qualified_name if interaction.command else "?"
 
-
-def permission_label(name: str) -> str:
-    """A permission's name as Discord's client shows it (manage_guild: Manage Server)."""
-    return name.replace("guild", "server").replace("_", " ").title()
-
-
-async def tell_without_channel(message: discord.Message, missing: list[str]) -> None:
-    """The bot may not answer in a request's channel: tell the member by DM, else react."""
-    needed = ", ".join(permission_label(p) for p in missing)
-    text = (
-        f"I can't answer in <#{message.channel.id}> (I lack {needed} there), so I did not "
-        "start your request. Ask a server admin, or use /stylize."
-    )
-    how = "DM"
-    try:
-        await message.author.send(text)
-    except discord.HTTPException:
-        how = "reaction"
-        try:
-            await message.add_reaction(NO_ENTRY)
-        except discord.HTTPException:
-            how = "nothing (DMs closed, reactions refused)"
-    log.info(
-        "request by user %s in channel %s not started: bot lacks %s; told by %s",
-        message.author.id,
-        message.channel.id,
-        ", ".join(missing),
-        how,
-    )
-
-
-NO_ENTRY = "\N{NO ENTRY SIGN}"
 
 # discord.py's DEBUG lines carry raw gateway events and webhook URLs: interaction tokens and
 # signed attachment URLs. Those must never reach a log, whatever level the operator picks.

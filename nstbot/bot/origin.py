@@ -168,3 +168,36 @@ class MessageOrigin:
         guild = self.message.guild
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
         return {"kind": "message", "upload_limit": limit}
+
+
+def permission_label(name: str) -> str:
+    """A permission's name as Discord's client shows it (manage_guild: Manage Server)."""
+    return name.replace("guild", "server").replace("_", " ").title()
+
+
+async def tell_without_channel(message: discord.Message, missing: list[str]) -> None:
+    """The bot may not answer in a request's channel: tell the member by DM, else react."""
+    needed = ", ".join(permission_label(p) for p in missing)
+    text = (
+        f"I can't answer in <#{message.channel.id}> (I lack {needed} there), so I did not "
+        "start your request. Ask a server admin, or use /stylize."
+    )
+    how = "DM"
+    try:
+        await message.author.send(text)
+    except discord.HTTPException:
+        how = "reaction"
+        try:
+            await message.add_reaction(NO_ENTRY)
+        except discord.HTTPException:
+            how = "nothing (DMs closed, reactions refused)"
+    log.info(
+        "request by user %s in channel %s not started: bot lacks %s; told by %s",
+        message.author.id,
+        message.channel.id,
+        ", ".join(missing),
+        how,
+    )
+
+
+NO_ENTRY = "\N{NO ENTRY SIGN}"

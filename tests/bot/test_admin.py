@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nstbot.bot.client import permission_label
 from nstbot.bot.cogs.admin import describe_settings, describe_stats
+from nstbot.bot.origin import permission_label
 from nstbot.bot.settings import GuildSettings
 
 
