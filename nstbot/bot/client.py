@@ -23,7 +23,21 @@ from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
+from nstbot.bot.admission import (
+    Admission,
+    Requester,
+    RequestRefused,
+    answer_refusal,
+    log_refusal,
+    release_ticket,
+)
 from nstbot.bot.intake import Intake
+from nstbot.bot.origin import (
+    MessageOrigin,
+    permission_label,
+    tell_privately,
+    tell_without_channel,
+)
 from nstbot.bot.runner import JobRunner
 from nstbot.bot.settings import SettingsStore
 from nstbot.bot.views import JobButton
@@ -85,6 +99,24 @@ def intents_for(config: Config) -> discord.Intents:
     return intents
 
 
+def prefix_for(config: Config) -> Any:
+    """The prefix (and mention) when prefix commands are on; else the mention alone.
+
+    Prefix commands never run when they are off (see `process_commands`); the mention-only
+    prefix also tells discord.py not to warn that the message content intent is missing.
+    """
+    if config.bot.message_commands:
+        return commands.when_mentioned_or(config.bot.prefix)
+    return commands.when_mentioned
+
+
+def quiet_voice_warnings() -> None:
+    """This bot has no voice: discord.py need not warn that PyNaCl and davey are missing."""
+    # discord.py's own warn-once flags, cleared before its Client would log the warnings.
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
 class NSTBot(commands.Bot):
     """The style-transfer bot."""
 
@@ -99,9 +131,10 @@ class NSTBot(commands.Bot):
         point_at(config)
         cfg = config.bot
         self.metrics = Metrics()
+        quiet_voice_warnings()
         super().__init__(
             http_trace=self.metrics.discord_http_trace(),
-            command_prefix=commands.when_mentioned_or(cfg.prefix),
+            command_prefix=prefix_for(config),
             intents=intents_for(config),
             help_command=None,
             owner_ids=set(cfg.owner_ids) or None,
@@ -114,6 +147,7 @@ class NSTBot(commands.Bot):
         self.scheduler: Scheduler | None = scheduler
         self._start_jobs = start_jobs
         self.settings = SettingsStore(config.data_path / "settings.sqlite3")
+        self.admission = Admission(self.settings, None, clock)
         self.runner: JobRunner | None = None
         self.http_session: aiohttp.ClientSession | None = None
         self.web: WebServer | None = None
@@ -141,6 +175,7 @@ class NSTBot(commands.Bot):
             self.runner = JobRunner(
                 self, self.scheduler, self.config, clock=self.clock, metrics=self.metrics
             )
+            self.admission.active_jobs = self.runner.active_jobs
             health = discord_health(self, self.scheduler)
             self.web = await start_web(self.config.web, health, self.metrics)
         self.add_dynamic_items(JobButton)
@@ -181,19 +216,36 @@ class NSTBot(commands.Bot):
     async def _on_app_command_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
-        name = interaction.command.name if interaction.command else "?"
+        # The one place app-command refusals become messages; a check that admitted the
+        # request gives its hold back when the command then failed before submitting.
+        release_ticket(interaction)
+        if isinstance(error, RequestRefused):
+            await answer_refusal(interaction, error)
+            return
+        if isinstance(error, app_commands.MissingPermissions):
+            needed = ", ".join(permission_label(p) for p in error.missing_permissions)
+            log.info("user %s lacks %s for /%s", interaction.user.id, needed, _name(interaction))
+            await tell_privately(interaction, f"Only members with {needed} can do that.")
+            return
+        if isinstance(error, app_commands.NoPrivateMessage):
+            await tell_privately(interaction, "That only works in a server.")
+            return
+        name = _name(interaction)
         log.error("command /%s failed (interaction %s)", name, interaction.id, exc_info=error)
-        text = f"Something went wrong on my side. (ref `{interaction.id}`)"
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            pass
+        await tell_privately(
+            interaction, f"Something went wrong on my side. (ref `{interaction.id}`)"
+        )
 
     async def on_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
-        """Quiet for unknown commands and owner checks; logged for everything else."""
+        """Refusals answered, missing channel permissions told privately; others logged."""
+        original = error.original if isinstance(error, commands.CommandInvokeError) else error
+        if isinstance(original, RequestRefused):
+            log_refusal(original, Requester.of_message(ctx.message))
+            await MessageOrigin(ctx.message).refuse(original.message)
+            return
+        if isinstance(error, commands.BotMissingPermissions):
+            await tell_without_channel(ctx.message, error.missing_permissions)
+            return
         if isinstance(error, commands.CommandNotFound | commands.NotOwner | commands.CheckFailure):
             return
         log.error("command %s failed", ctx.command, exc_info=error)
@@ -218,6 +270,10 @@ class NSTBot(commands.Bot):
         if self.http_session is not None:
             await self.http_session.close()
         self.settings.close()
+
+
+def _name(interaction: discord.Interaction[Any]) -> str:
+    return interaction.command.qualified_name if interaction.command else "?"
 
 
 # discord.py's DEBUG lines carry raw gateway events and webhook URLs: interaction tokens and

@@ -25,10 +25,7 @@ log = logging.getLogger(__name__)
 # Discord error codes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
 INVALID_WEBHOOK_TOKEN = 50027
 UNKNOWN_WEBHOOK = 10015
-UNKNOWN_MESSAGE = 10008
 ENTITY_TOO_LARGE = 40005
-MISSING_ACCESS = 50001
-MISSING_PERMISSIONS = 50013
 
 NO_MENTIONS = discord.AllowedMentions.none()
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -56,6 +53,8 @@ class DeliveryInfo:
     message_id: int | None = None
     """The job's progress message."""
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    previews: bool = True
+    """False once Discord refused a preview upload: progress goes on as text."""
     summary: str = ""
     """The parameters, as the result message shows them."""
     requested_at: float = 0.0
@@ -154,27 +153,50 @@ class Deliverer:
         """Edit the progress message; False once it cannot be edited any more."""
         if info.message_id is None:
             return False
-        kwargs: dict[str, Any] = {"content": content, "allowed_mentions": NO_MENTIONS}
-        if view is not None:
-            kwargs["view"] = view
-        if preview is not None:
-            kwargs["attachments"] = [discord.File(io.BytesIO(preview), filename="preview.jpg")]
+        if not info.previews:
+            preview = None
         if self.token_valid(info):
             try:
-                await self._webhook(info).edit_message(info.message_id, **kwargs)
+                await self._webhook(info).edit_message(
+                    info.message_id, **_progress_edit(content, preview, view)
+                )
                 return True
             except discord.HTTPException as exc:
+                if preview is not None and exc.status == 403:
+                    return await self._without_previews(job_id, info, content, view, exc)
                 if not token_dead(exc):
-                    log.warning("job %s: progress edit failed: %s", job_id, _describe(exc))
+                    log.warning("job %s: progress edit failed: %s", job_id, http_error_summary(exc))
                     return exc.status != 404
                 self._mark_dead(info)
                 log.info("job %s: interaction token expired; editing via the channel", job_id)
         try:
-            await self._channel_message(info).edit(**kwargs)
+            # Built anew: the failed attempt above has already read and closed its files.
+            await self._channel_message(info).edit(**_progress_edit(content, preview, view))
             return True
         except discord.HTTPException as exc:
-            log.info("job %s: progress message no longer editable: %s", job_id, _describe(exc))
+            if preview is not None and exc.status == 403:
+                return await self._without_previews(job_id, info, content, view, exc)
+            log.info(
+                "job %s: progress message no longer editable: %s", job_id, http_error_summary(exc)
+            )
             return False
+
+    async def _without_previews(
+        self,
+        job_id: str,
+        info: DeliveryInfo,
+        content: str,
+        view: discord.ui.View | None,
+        exc: discord.HTTPException,
+    ) -> bool:
+        # The bot may post here but not attach files: keep the progress, drop the pictures.
+        info.previews = False
+        log.info(
+            "job %s: preview refused (%s); progress goes on as text",
+            job_id,
+            http_error_summary(exc),
+        )
+        return await self.edit_progress(job_id, info, content, None, view)
 
     async def deliver(
         self,
@@ -194,10 +216,12 @@ class Deliverer:
                 await self._send_shrinking(job_id, send, text, encoder, info.upload_limit, view)
                 return Outcome(True, route)
             except discord.HTTPException as exc:
-                errors.append(f"{route}: {_describe(exc)}")
+                errors.append(f"{route}: {http_error_summary(exc)}")
                 if route == "interaction" and token_dead(exc):
                     self._mark_dead(info)
-                log.info("job %s: delivery by %s failed: %s", job_id, route, _describe(exc))
+                log.info(
+                    "job %s: delivery by %s failed: %s", job_id, route, http_error_summary(exc)
+                )
             return None
 
         if info.kind == "interaction" and self.token_valid(info) and info.message_id is not None:
@@ -232,7 +256,7 @@ class Deliverer:
             await channel.send(content, allowed_mentions=mention, **_extras(file, view))
 
         if outcome := await attempt("channel", via_channel, ping):
-            await self._retire_progress(job_id, info)
+            await self._retire_progress(job_id, info, "its message is posted below")
             return outcome
 
         async def via_dm(content: str, file: discord.File | None, view: View) -> None:
@@ -241,6 +265,9 @@ class Deliverer:
 
         dm_text = f"I could not post in <#{info.channel_id}>, so here it is. {content}"
         if outcome := await attempt("dm", via_dm, dm_text):
+            await self._retire_progress(
+                job_id, info, f"I sent its message to <@{info.user_id}> by DM"
+            )
             return outcome
         detail = "; ".join(errors) or "no route to the user"
         log.error("job %s: delivery failed on every route: %s", job_id, detail)
@@ -277,16 +304,35 @@ class Deliverer:
                     budget,
                 )
 
-    async def _retire_progress(self, job_id: str, info: DeliveryInfo) -> None:
-        # A stale progress bar would suggest the job is still running.
+    async def _retire_progress(self, job_id: str, info: DeliveryInfo, where: str) -> None:
+        # A stale progress bar (and a live Cancel button) would suggest the job still runs.
         if info.message_id is None:
             return
+        content = f"This job has ended: {where}."
+        kwargs: dict[str, Any] = {"content": content, "view": None, "attachments": []}
         try:
-            await self._channel_message(info).edit(
-                content="✅ Finished: the result was posted below.", view=None, attachments=[]
-            )
+            if self.token_valid(info):
+                await self._webhook(info).edit_message(info.message_id, **kwargs)
+            else:
+                await self._channel_message(info).edit(**kwargs)
         except discord.HTTPException as exc:
-            log.debug("job %s: could not retire progress message: %s", job_id, _describe(exc))
+            log.info(
+                "job %s: could not retire the progress message: %s",
+                job_id,
+                http_error_summary(exc),
+            )
+
+
+def _progress_edit(
+    content: str, preview: bytes | None, view: discord.ui.View | None
+) -> dict[str, Any]:
+    # A discord.File is read (and closed) by the request that sends it: one per attempt.
+    kwargs: dict[str, Any] = {"content": content, "allowed_mentions": NO_MENTIONS}
+    if view is not None:
+        kwargs["view"] = view
+    if preview is not None:
+        kwargs["attachments"] = [discord.File(io.BytesIO(preview), filename="preview.jpg")]
+    return kwargs
 
 
 def _extras(file: discord.File | None, view: View) -> dict[str, Any]:
@@ -299,5 +345,6 @@ def _extras(file: discord.File | None, view: View) -> dict[str, Any]:
     return extra
 
 
-def _describe(exc: discord.HTTPException) -> str:
+def http_error_summary(exc: discord.HTTPException) -> str:
+    """Status and Discord code of an HTTP error, for log lines and delivery details."""
     return f"HTTP {exc.status} (code {http_code(exc)})"

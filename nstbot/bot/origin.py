@@ -9,11 +9,31 @@ from typing import Any, Protocol
 
 import discord
 
-from nstbot.bot.delivery import DEFAULT_UPLOAD_LIMIT, NO_MENTIONS
+from nstbot.bot.delivery import DEFAULT_UPLOAD_LIMIT, NO_MENTIONS, http_code
 
 log = logging.getLogger(__name__)
 
 REFUSAL_DELETE_AFTER_S = 60.0
+# Discord error codes of an interaction that takes no response any more.
+UNKNOWN_INTERACTION = 10062
+ALREADY_ACKNOWLEDGED = 40060
+
+
+class InteractionGone(Exception):
+    """The interaction can no longer be answered (expired, or answered elsewhere)."""
+
+
+async def tell_privately(interaction: discord.Interaction[Any], text: str) -> None:
+    """An ephemeral answer, as the response or as a follow-up when one was already sent."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.response.send_message(
+                text, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+    except discord.HTTPException as exc:
+        log.info("interaction %s: could not answer: HTTP %s", interaction.id, exc.status)
 
 
 class Origin(Protocol):
@@ -60,8 +80,21 @@ class InteractionOrigin:
         self._message_id: int | None = None
 
     async def ack(self) -> None:
-        """Defer with 'thinking': the deferred message becomes the job's progress message."""
-        response = await self.interaction.response.defer(thinking=True)
+        """Defer with 'thinking': the deferred message becomes the job's progress message.
+
+        InteractionGone when Discord says the interaction is dead or already answered.
+        """
+        try:
+            response = await self.interaction.response.defer(thinking=True)
+        except discord.InteractionResponded:
+            raise InteractionGone("interaction already answered") from None
+        except discord.HTTPException as exc:
+            if http_code(exc) not in (UNKNOWN_INTERACTION, ALREADY_ACKNOWLEDGED):
+                raise
+            raise InteractionGone(
+                f"interaction {self.interaction.id} is gone on defer ({exc.status}, "
+                f"code {http_code(exc)})"
+            ) from None
         self._message_id = getattr(response, "message_id", None)
 
     async def refuse(self, text: str) -> None:
@@ -135,3 +168,36 @@ class MessageOrigin:
         guild = self.message.guild
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
         return {"kind": "message", "upload_limit": limit}
+
+
+def permission_label(name: str) -> str:
+    """A permission's name as Discord's client shows it (manage_guild: Manage Server)."""
+    return name.replace("guild", "server").replace("_", " ").title()
+
+
+async def tell_without_channel(message: discord.Message, missing: list[str]) -> None:
+    """The bot may not answer in a request's channel: tell the member by DM, else react."""
+    needed = ", ".join(permission_label(p) for p in missing)
+    text = (
+        f"I can't answer in <#{message.channel.id}> (I lack {needed} there), so I did not "
+        "start your request. Ask a server admin, or use /stylize."
+    )
+    how = "DM"
+    try:
+        await message.author.send(text)
+    except discord.HTTPException:
+        how = "reaction"
+        try:
+            await message.add_reaction(NO_ENTRY)
+        except discord.HTTPException:
+            how = "nothing (DMs closed, reactions refused)"
+    log.info(
+        "request by user %s in channel %s not started: bot lacks %s; told by %s",
+        message.author.id,
+        message.channel.id,
+        ", ".join(missing),
+        how,
+    )
+
+
+NO_ENTRY = "\N{NO ENTRY SIGN}"

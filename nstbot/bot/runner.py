@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 # "Run again" needs the inputs; they are kept in memory for recent jobs only.
 INPUT_CACHE_BYTES = 64 << 20
-COOLDOWN_ENTRIES = 50_000
-MAX_COOLDOWN_S = 86_400.0
 
 
 @dataclass
@@ -74,28 +72,10 @@ class JobRunner:
         self.tasks: set[asyncio.Task[None]] = set()
         self.cancelled_by: dict[str, int] = {}
         self._inputs: OrderedDict[str, Inputs] = OrderedDict()
-        self._last_request: dict[tuple[int | None, int], float] = {}
         self.requester_again: Callable[[Interaction[Any], Inputs], Awaitable[None]] | None = None
         """Set by the stylize cog: resubmits a recent job for whoever pressed "Run again"."""
 
-    # --- cooldowns and limits -------------------------------------------------------------
-
-    def cooldown_left(self, guild_id: int | None, user_id: int, cooldown_s: float) -> float:
-        """Seconds the user must still wait before their next request here."""
-        last = self._last_request.get((guild_id, user_id))
-        if last is None or cooldown_s <= 0:
-            return 0.0
-        return max(0.0, last + cooldown_s - self.clock())
-
-    def note_request(self, guild_id: int | None, user_id: int) -> None:
-        """Start the user's cooldown."""
-        now = self.clock()
-        if len(self._last_request) > COOLDOWN_ENTRIES:
-            # Cooldowns are at most a day (settings validation): older entries no longer matter.
-            self._last_request = {
-                k: t for k, t in self._last_request.items() if now - t < MAX_COOLDOWN_S
-            }
-        self._last_request[(guild_id, user_id)] = now
+    # --- limits --------------------------------------------------------------------------
 
     def active_jobs(self, guild_id: int | None, user_id: int) -> int:
         """Jobs of this user in this server that are waiting or running."""

@@ -1,18 +1,15 @@
-"""Admin helpers: who may change settings, and how settings and stats read."""
+"""Admin helpers: how permissions, settings and stats read."""
 
 from __future__ import annotations
 
-import discord
-
-from nstbot.bot.cogs.admin import can_manage, describe_settings, describe_stats
+from nstbot.bot.cogs.admin import describe_settings, describe_stats
+from nstbot.bot.origin import permission_label
 from nstbot.bot.settings import GuildSettings
 
 
-def test_manage_server_is_required() -> None:
-    assert can_manage(discord.Permissions(manage_guild=True))
-    assert can_manage(discord.Permissions(administrator=True))
-    assert not can_manage(discord.Permissions(manage_messages=True))
-    assert not can_manage(None)
+def test_permission_labels_read_as_discord_shows_them() -> None:
+    assert permission_label("manage_guild") == "Manage Server"
+    assert permission_label("send_messages") == "Send Messages"
 
 
 def test_describe_settings() -> None:

@@ -26,6 +26,8 @@ ALL_PERMISSIONS = str((1 << 50) - 1)
 # VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | USE_APPLICATION_COMMANDS
 MEMBER_PERMISSIONS = str((1 << 10) | (1 << 11) | (1 << 16) | (1 << 31))
 MANAGE_MESSAGES = 1 << 13
+SEND_MESSAGES = 1 << 11
+ATTACH_FILES = 1 << 15
 
 
 @dataclass
@@ -88,6 +90,8 @@ class FakeDiscord:
     """Interaction token → id of its original response message."""
     identifies: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
+    bot_denied: dict[int, int] = field(default_factory=dict)
+    """Channel id → permission bits the bot's member is denied there (a channel overwrite)."""
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -122,6 +126,7 @@ class FakeDiscord:
             ("PATCH", re.compile(r"/channels/(\d+)/messages/(\d+)"), self._ch_edit),
             ("GET", re.compile(r"/channels/(\d+)/messages/(\d+)"), self._ch_get),
             ("DELETE", re.compile(r"/channels/(\d+)/messages/(\d+)"), self._ch_delete),
+            ("PUT", re.compile(r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me"), _none),
             ("POST", re.compile(r"/users/@me/channels"), self._dm_open),
             ("GET", re.compile(r"/users/(\d+)"), self._user_get),
             ("PUT", re.compile(r"/applications/(\d+)(?:/guilds/\d+)?/commands"), self._commands),
@@ -209,11 +214,25 @@ class FakeDiscord:
             "guild_id": str(self.guild_id),
             "name": f"chan-{cid % 1000}",
             "position": 0,
-            "permission_overwrites": [],
+            "permission_overwrites": self._overwrites(cid),
             "nsfw": False,
             "parent_id": None,
             "permissions": ALL_PERMISSIONS,
         }
+
+    def _overwrites(self, cid: int) -> list[dict[str, Any]]:
+        denied = self.bot_denied.get(cid, 0)
+        if not denied:
+            return []
+        return [{"id": str(self.bot_id), "type": 1, "allow": "0", "deny": str(denied)}]
+
+    async def deny_bot(self, channel_id: int, permissions: int) -> None:
+        """Deny the bot `permissions` in a channel (0: lift), as a CHANNEL_UPDATE tells it."""
+        if permissions:
+            self.bot_denied[channel_id] = permissions
+        else:
+            self.bot_denied.pop(channel_id, None)
+        await self.dispatch("CHANNEL_UPDATE", self.channel(channel_id))
 
     def guild(self) -> dict[str, Any]:
         """The GUILD_CREATE payload of the one test server."""
@@ -667,6 +686,10 @@ class FakeDiscord:
 
     def _no_commands(self, rec: Recorded, app: str) -> list[Any]:
         return []
+
+
+def _none(rec: Recorded, *groups: str) -> None:
+    return None
 
 
 class _Unknown(Exception):

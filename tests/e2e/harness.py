@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fakediscord import FakeDiscord
+from fakediscord import MEMBER_PERMISSIONS, FakeDiscord
 from PIL import Image
 
 from nstbot.bot.client import NSTBot
 from nstbot.config import BotConfig, Config, EngineConfig, ExecutorConfig, WebConfig
 
 TOKEN = "fake-token-abc.def.ghi"
+MANAGER = str(int(MEMBER_PERMISSIONS) | (1 << 5))  # MANAGE_GUILD
 
 
 class Clock:
@@ -169,10 +170,22 @@ async def final_channel_post(
 
 
 async def ephemeral_followup(fake: FakeDiscord, token: str, timeout: float = 60) -> str:
-    """The text of an ephemeral follow-up sent with an interaction's token."""
-    (rec,) = await fake.wait_for("POST", rf"^/webhooks/\d+/{token}$", timeout=timeout)
-    assert rec.json["flags"] & 64, "refusal was not ephemeral"
-    return str(rec.json["content"])
+    """The text of an ephemeral answer to an interaction: a follow-up sent with its token, or
+    (for a refusal by a check, before any defer) the interaction's own response."""
+
+    def answers() -> list[dict[str, Any]]:
+        out = [r.json for r in fake.find("POST", rf"^/webhooks/\d+/{token}$")]
+        out += [
+            r.json["data"]
+            for r in fake.find("POST", rf"^/interactions/\d+/{token}/callback$")
+            if r.json.get("type") == 4
+        ]
+        return out
+
+    await fake.wait_until(lambda: bool(answers()), timeout)
+    (answer,) = answers()
+    assert answer["flags"] & 64, "refusal was not ephemeral"
+    return str(answer["content"])
 
 
 async def send_slash(
@@ -269,3 +282,32 @@ async def start_blocker(running: Running, fake: FakeDiscord) -> tuple[dict[str, 
         running.bot.config = old
     mid = await wait_running(fake, payload["token"])
     return payload, user, mid
+
+
+def settings_data(fake: FakeDiscord, **options: object) -> dict[str, Any]:
+    """Interaction data of `/nst settings` with options."""
+    types = {
+        "cooldown": 4,
+        "max_size": 4,
+        "queue_limit": 4,
+        "all_channels": 5,
+        "max_quality": 3,
+        "allow_channel": 7,
+    }
+    opts = [{"name": k, "type": types[k], "value": v} for k, v in options.items()]
+    data = fake.slash("nst", [{"name": "settings", "type": 1, "options": opts}])
+    if "allow_channel" in options:
+        chan = fake.channel(int(str(options["allow_channel"])))
+        data["resolved"] = {"channels": {chan["id"]: chan}}
+    return data
+
+
+async def nst_settings(fake: FakeDiscord, perms: str = MANAGER, **options: object) -> str:
+    """Run `/nst settings` as a member with `perms`; the ephemeral answer's text."""
+    payload = fake.interaction(
+        settings_data(fake, **options), user_id=fake.snowflake(), permissions=perms
+    )
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
+    assert answer.json["data"]["flags"] & 64
+    return str(answer.json["data"]["content"])

@@ -15,6 +15,7 @@ from harness import (
     ephemeral_followup,
     final_channel_post,
     final_webhook_edit,
+    nst_settings,
     picture,
     press,
     send_slash,
@@ -27,7 +28,6 @@ from nstbot.bot.client import TokenError, check_token, sync_commands
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MODERATOR = str(int(MEMBER_PERMISSIONS) | MANAGE_MESSAGES)
-MANAGER = str(int(MEMBER_PERMISSIONS) | (1 << 5))  # MANAGE_GUILD
 
 
 def delivery_row(running: Running, job_id: str) -> tuple[str | None, str | None]:
@@ -411,34 +411,6 @@ async def test_prefix_command_with_one_image_explains(running: Running, clean: F
     (reply,) = await fake.wait_for("POST", rf"^/channels/{fake.channel_id}/messages$")
     assert "I need two images" in reply.json["content"]
     assert not fake.find("GET", r"^/cdn/")
-
-
-def settings_data(fake: FakeDiscord, **options: object) -> dict:
-    """Interaction data of `/nst settings` with options."""
-    types = {
-        "cooldown": 4,
-        "max_size": 4,
-        "queue_limit": 4,
-        "all_channels": 5,
-        "max_quality": 3,
-        "allow_channel": 7,
-    }
-    opts = [{"name": k, "type": types[k], "value": v} for k, v in options.items()]
-    data = fake.slash("nst", [{"name": "settings", "type": 1, "options": opts}])
-    if "allow_channel" in options:
-        chan = fake.channel(int(str(options["allow_channel"])))
-        data["resolved"] = {"channels": {chan["id"]: chan}}
-    return data
-
-
-async def nst_settings(fake: FakeDiscord, perms: str = MANAGER, **options: object) -> str:
-    payload = fake.interaction(
-        settings_data(fake, **options), user_id=fake.snowflake(), permissions=perms
-    )
-    await fake.dispatch("INTERACTION_CREATE", payload)
-    (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
-    assert answer.json["data"]["flags"] & 64
-    return str(answer.json["data"]["content"])
 
 
 async def test_settings_need_manage_server(running: Running, clean: FakeDiscord) -> None:

@@ -21,13 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def can_manage(permissions: discord.Permissions | None) -> bool:
-    """Settings need Manage Server (administrators have it implicitly)."""
-    if permissions is None:
-        return False
-    return bool(permissions.manage_guild or permissions.administrator)
-
-
 def describe_settings(s: GuildSettings) -> str:
     """The settings as a short message."""
     channels = ", ".join(f"<#{c}>" for c in s.allowed_channels) or "every channel"
@@ -68,6 +61,9 @@ class Admin(commands.Cog):
 
     @nst.command(name="settings", description="Show or change this server's settings")
     @app_commands.guild_only()
+    # Discord honours default_permissions on top-level commands only (not on /nst's
+    # subcommands, which everyone may use), so the check is what holds here.
+    @app_commands.checks.has_permissions(manage_guild=True)
     @app_commands.describe(
         allow_channel="Add a channel where requests are accepted",
         remove_channel="Remove a channel from the allowed list",
@@ -90,11 +86,7 @@ class Admin(commands.Cog):
         cooldown: app_commands.Range[int, 0, 86400] | None = None,
     ) -> None:
         """Manage Server only; without options it shows the current settings."""
-        if interaction.guild_id is None or not can_manage(interaction.permissions):
-            await interaction.response.send_message(
-                "Only members with Manage Server can change these settings.", ephemeral=True
-            )
-            return
+        assert interaction.guild_id is not None  # guild_only
         store = self.bot.settings
         current = store.get(interaction.guild_id)
         channels = list(current.allowed_channels)

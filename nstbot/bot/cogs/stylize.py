@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +14,20 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
+from nstbot.bot.admission import (
+    Requester,
+    RequestRefused,
+    Ticket,
+    admitted,
+    answer_refusal,
+    channel_allowed,
+    message_channel_allowed,
+    take_ticket,
+)
 from nstbot.bot.delivery import DeliveryInfo
 from nstbot.bot.intake import Attachment, Refusal, image_attachments
-from nstbot.bot.origin import InteractionOrigin, MessageOrigin, Origin
+from nstbot.bot.origin import InteractionGone, InteractionOrigin, MessageOrigin, Origin
 from nstbot.bot.presets import QUALITIES, Limits, build_params, help_table
-from nstbot.bot.progress import format_duration
 from nstbot.jobs.errors import SubmitRefused
 from nstbot.jobs.model import Job
 from nstbot.params import (
@@ -32,6 +43,10 @@ if TYPE_CHECKING:
     from nstbot.bot.runner import Inputs
 
 log = logging.getLogger(__name__)
+
+Prepared = tuple[Job, list[bytes], DeliveryInfo]
+Prepare = Callable[[str], Awaitable[Prepared]]
+"""Turns a new job id into the job, its input bytes and its delivery info (opening progress)."""
 
 PREFIX_USAGE = (
     f"Usage: `{{p}}stylize [{'|'.join(QUALITIES)}] [{'|'.join(STRENGTHS)}] [size=N] [seed=N] "
@@ -81,6 +96,9 @@ class Stylize(commands.Cog):
     def __init__(self, bot: NSTBot) -> None:
         self.bot = bot
         self.menu = app_commands.ContextMenu(name="Stylize", callback=self.stylize_message)
+        # The same checks, in the same order, as the slash command's decorators.
+        self.menu.add_check(channel_allowed)
+        self.menu.add_check(admitted)
 
     async def cog_load(self) -> None:
         """Register the message command (context menus cannot be declared inside a cog)."""
@@ -107,6 +125,9 @@ class Stylize(commands.Cog):
         strength=[Choice(name=s, value=s) for s in STRENGTHS],
         quality=[Choice(name=q, value=q) for q in QUALITIES],
     )
+    # Checks run bottom-up: the channel first, then admission takes the cooldown and a slot.
+    @app_commands.check(admitted)
+    @app_commands.check(channel_allowed)
     async def stylize(
         self,
         interaction: discord.Interaction[Any],
@@ -123,19 +144,21 @@ class Stylize(commands.Cog):
         origin = InteractionOrigin(interaction, self.bot.clock)
         styles = [style] if style2 is None else [style, style2]
         opts = Options(quality, strength, size, preserve_colors, seed)
-        await self.handle(origin, content, styles, opts)
+        await self.handle(
+            origin, take_ticket(interaction), self._from_attachments(origin, content, styles, opts)
+        )
 
     async def stylize_message(
         self, interaction: discord.Interaction[Any], message: discord.Message
     ) -> None:
-        """Message command: the first image is the photo, the second the artwork."""
+        """Message command: the first image is the photo, the next one or two the artworks."""
         origin = InteractionOrigin(interaction, self.bot.clock)
-        pictures = image_attachments(message.attachments)
-        if len(pictures) < 2:
-            await origin.ack()
-            await origin.refuse("That message needs two images: the photo first, then the artwork.")
-            return
-        await self.handle(origin, pictures[0], [pictures[1]], Options())
+
+        async def prepare(job_id: str) -> Prepared:
+            content, styles = split_images(image_attachments(message.attachments))
+            return await self._prepare(origin, content, styles, Options(), job_id)
+
+        await self.handle(origin, take_ticket(interaction), prepare)
 
     @app_commands.command(name="stylize-help", description="How /stylize works, with an example")
     async def stylize_help(self, interaction: discord.Interaction[Any]) -> None:
@@ -163,40 +186,48 @@ class Stylize(commands.Cog):
             lines.append(PREFIX_USAGE.format(p=p))
         return "\n".join(lines)
 
-    # --- prefix command and mention -------------------------------------------------------
+    # --- prefix command, reply and mention ------------------------------------------------
 
     @commands.command(name="stylize")
+    @commands.check(message_channel_allowed)
+    # Checked before any download: the bot must be able to answer in the channel at all.
+    @commands.bot_has_permissions(send_messages=True, read_message_history=True)
     async def stylize_prefix(self, ctx: commands.Context[Any], *, options: str = "") -> None:
-        """!stylize [options] with attachments, or in a reply."""
-        await self.handle_message(ctx.message, options)
+        """!stylize [options] with attachments, or in a reply; a bare mention comes here too."""
+        # RequestRefused propagates to on_command_error, which answers every refusal.
+        ticket = self.bot.admission.admit(Requester.of_message(ctx.message))
+        origin = MessageOrigin(ctx.message)
+        try:
+            opts = parse_options(options)
+            content, styles = await self._message_images(ctx.message)
+        except Refusal as exc:
+            ticket.release()
+            usage = PREFIX_USAGE.format(p=self.bot.config.bot.prefix)
+            await origin.refuse(f"{exc}\n{usage}")
+            return
+        await self.handle(origin, ticket, self._from_attachments(origin, content, styles, opts))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        """A bare mention of the bot with images attached is a request too."""
+        """A bare mention of the bot with images attached is `!stylize` without options."""
         me = self.bot.user
         if me is None or message.author.bot or not self.bot.config.bot.message_commands:
             return
         if message.content.strip() in (f"<@{me.id}>", f"<@!{me.id}>"):
-            await self.handle_message(message, "")
-
-    async def handle_message(self, message: discord.Message, options: str) -> None:
-        """Pick the images of a message (or of the message it replies to) and run."""
-        origin = MessageOrigin(message)
-        try:
-            opts = parse_options(options)
-            content, styles = await self._message_images(message)
-        except Refusal as exc:
-            usage = PREFIX_USAGE.format(p=self.bot.config.bot.prefix)
-            await origin.refuse(f"{exc}\n{usage}")
-            return
-        await self.handle(origin, content, styles, opts)
+            ctx = await self.bot.get_context(message)
+            # Invoked as the command itself, so its checks and error handler apply unchanged;
+            # the mention is the whole message, so nothing is left to read as options.
+            ctx.view.read_rest()
+            ctx.command = self.stylize_prefix
+            ctx.invoked_with = self.stylize_prefix.name
+            await self.bot.invoke(ctx)
 
     async def _message_images(
         self, message: discord.Message
     ) -> tuple[discord.Attachment, list[discord.Attachment]]:
         pictures = image_attachments(message.attachments)
         if len(pictures) >= 2:
-            return pictures[0], [pictures[1]]
+            return split_images(pictures)
         ref = message.reference
         if len(pictures) == 1 and ref is not None and ref.message_id is not None:
             replied = ref.resolved if isinstance(ref.resolved, discord.Message) else None
@@ -211,6 +242,30 @@ class Stylize(commands.Cog):
             raise Refusal("The message you replied to has no image.")
         raise Refusal("I need two images.")
 
+    # --- "Run again" ----------------------------------------------------------------------
+
+    async def run_again(self, interaction: discord.Interaction[Any], inputs: Inputs) -> None:
+        """The "Run again" button: same images and parameters, a new seed, for the presser.
+
+        A button is no app command, so the checks the commands' decorators run are called here.
+        """
+        who = Requester.of_interaction(interaction)
+        try:
+            self.bot.admission.check_channel(who)
+            ticket = self.bot.admission.admit(who)
+        except RequestRefused as exc:
+            await answer_refusal(interaction, exc)
+            return
+        origin = InteractionOrigin(interaction, self.bot.clock)
+        await self.handle(origin, ticket, functools.partial(self._again, origin, inputs))
+
+    async def _again(self, origin: Origin, inputs: Inputs, job_id: str) -> Prepared:
+        params = inputs.params.replace(seed=random.randrange(2**31))
+        quality = str(params.extra.get("quality", "balanced"))
+        n_styles = len(inputs.blobs) - 1
+        job, info = await self._open_job(origin, job_id, params, quality, n_styles, [])
+        return job, inputs.blobs, info
+
     # --- the shared path ------------------------------------------------------------------
 
     def limits(self, guild_id: int | None) -> Limits:
@@ -224,59 +279,68 @@ class Stylize(commands.Cog):
             max_quality=settings.max_quality,
         )
 
-    async def handle(
+    async def handle(self, origin: Origin, ticket: Ticket | None, prepare: Prepare) -> None:
+        """Acknowledge, prepare, submit; every refusal goes back to the requester only.
+
+        The admission ticket is settled once the job is submitted and released on any other end.
+        """
+        job_id = Job.new(user_id=origin.user_id).id
+        if ticket is None:
+            # Every entry point admits first; a path that forgot must not run unlimited.
+            log.error("job %s: request reached handle() without admission", job_id)
+            await origin.ack()
+            await origin.refuse(f"Something went wrong on my side. (job `{job_id}`)")
+            return
+        try:
+            refusal = await self._submit(origin, prepare, job_id)
+            if refusal is None:
+                ticket.settle()
+        finally:
+            # Given back before any answer: a retry prompted by it must find the hold released.
+            ticket.release()
+        if refusal:
+            await origin.refuse(refusal)
+
+    async def _submit(self, origin: Origin, prepare: Prepare, job_id: str) -> str | None:
+        """Acknowledge, prepare and submit: None once submitted, else what to tell the user."""
+        try:
+            await origin.ack()
+            job, blobs, info = await prepare(job_id)
+            await self.bot.runner.submit(job, blobs, info)
+        except InteractionGone as exc:
+            # Discord no longer takes any answer on this interaction: nothing to send.
+            log.info("job %s: dropped, %s", job_id, exc)
+            return ""
+        except Refusal as exc:
+            log.info("job %s: refused: %s", job_id, exc)
+            return str(exc)
+        except SubmitRefused as exc:
+            log.info("job %s: queue refused: %s", job_id, exc.message)
+            self.bot.runner.count_refused()
+            return exc.message
+        except Exception:
+            log.exception("job %s: request failed", job_id)
+            return f"Something went wrong on my side; please try again. (job `{job_id}`)"
+        return None
+
+    def _from_attachments(
         self,
         origin: Origin,
         content: discord.Attachment,
         styles: list[discord.Attachment],
         opts: Options,
-    ) -> None:
-        """Acknowledge, check, fetch, submit; every refusal goes back to the requester only."""
-        await origin.ack()
-        job_id = Job.new(user_id=origin.user_id).id
-        try:
-            job, blobs, info = await self._prepare(origin, job_id, content, styles, opts)
-            await self.bot.runner.submit(job, blobs, info)
-            self.bot.runner.note_request(origin.guild_id, origin.user_id)
-        except Refusal as exc:
-            log.info("job %s: refused: %s", job_id, exc)
-            await origin.refuse(str(exc))
-        except SubmitRefused as exc:
-            log.info("job %s: queue refused: %s", job_id, exc.message)
-            self.bot.runner.count_refused()
-            await origin.refuse(exc.message)
-        except Exception:
-            log.exception("job %s: request failed", job_id)
-            await origin.refuse(
-                f"Something went wrong on my side; please try again. (job `{job_id}`)"
-            )
+    ) -> Prepare:
+        return functools.partial(self._prepare, origin, content, styles, opts)
 
     async def _prepare(
         self,
         origin: Origin,
-        job_id: str,
         content: discord.Attachment,
         styles: list[discord.Attachment],
         opts: Options,
-    ) -> tuple[Job, list[bytes], DeliveryInfo]:
+        job_id: str,
+    ) -> Prepared:
         bot = self.bot
-        runner = bot.runner
-        if runner is None:
-            raise Refusal("I'm still starting up; try again in a minute.")
-        settings = bot.settings.get(origin.guild_id)
-        if not settings.allows_channel(origin.channel_id, origin.parent_channel_id):
-            where = ", ".join(f"<#{c}>" for c in settings.allowed_channels)
-            raise Refusal(f"I don't paint in this channel here; try {where}.")
-        left = runner.cooldown_left(origin.guild_id, origin.user_id, settings.cooldown_s)
-        if left > 0:
-            raise Refusal(f"Slow down a little: you can ask again in {format_duration(left)}.")
-        if settings.per_user_queue and (
-            runner.active_jobs(origin.guild_id, origin.user_id) >= settings.per_user_queue
-        ):
-            raise Refusal(
-                f"You already have {settings.per_user_queue} image(s) in progress here; "
-                "wait for one to finish or cancel one."
-            )
         quality = opts.quality or bot.config.bot.default_quality
         seed = opts.seed if opts.seed is not None else random.randrange(2**31)
         try:
@@ -327,22 +391,19 @@ class Stylize(commands.Cog):
         )
         return job, info
 
-    async def run_again(self, interaction: discord.Interaction[Any], inputs: Inputs) -> None:
-        """The "Run again" button: same images and parameters, a new seed, for the presser."""
-        origin = InteractionOrigin(interaction, self.bot.clock)
-        await origin.ack()
-        job_id = Job.new(user_id=origin.user_id).id
-        try:
-            params = inputs.params.replace(seed=random.randrange(2**31))
-            quality = str(params.extra.get("quality", "balanced"))
-            n_styles = len(inputs.blobs) - 1
-            job, info = await self._open_job(origin, job_id, params, quality, n_styles, [])
-            await self.bot.runner.submit(job, inputs.blobs, info)
-        except SubmitRefused as exc:
-            await origin.refuse(exc.message)
-        except Exception:
-            log.exception("job %s: run again failed", job_id)
-            await origin.refuse(f"Something went wrong on my side. (job `{job_id}`)")
+
+def split_images(
+    pictures: list[discord.Attachment],
+) -> tuple[discord.Attachment, list[discord.Attachment]]:
+    """The photo and one or two artworks of one message's images (as /stylize's style2)."""
+    if len(pictures) < 2:
+        raise Refusal("I need two images: the photo first, then the artwork.")
+    if len(pictures) > 3:
+        raise Refusal(
+            f"I take at most three images (the photo, then one or two artworks); "
+            f"this has {len(pictures)}."
+        )
+    return pictures[0], pictures[1:]
 
 
 def describe(params: TransferParams, quality: str, n_styles: int, notes: list[str]) -> str:
