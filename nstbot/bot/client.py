@@ -136,7 +136,7 @@ class NSTBot(commands.Bot):
             if self.scheduler is None:
                 from nstbot.jobs.scheduler import Scheduler
 
-                self.scheduler = Scheduler.from_config(self.config)
+                self.scheduler = Scheduler(self.config)
             await self.scheduler.start()
             self.runner = JobRunner(
                 self, self.scheduler, self.config, clock=self.clock, metrics=self.metrics

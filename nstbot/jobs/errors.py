@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nstbot.config import ExecutorConfig
+from nstbot.jobs import messages
 
 
 class SubmitRefused(Exception):
@@ -31,7 +32,7 @@ class WorkersUnavailable(SubmitRefused):
     """No worker process can start (missing weights, no GPU...); `.reason` says why."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"Style transfer is unavailable right now: {reason}")
+        super().__init__(messages.unavailable(reason))
         self.reason = reason
 
 

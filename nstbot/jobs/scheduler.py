@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nstbot.config import Config
-from nstbot.jobs.backend import Backend, RunRequest, WorkerLost
+from nstbot.jobs import messages
+from nstbot.jobs.backend import Backend, WorkerLost
 from nstbot.jobs.errors import (
     GuildQueueFull,
     QueueFull,
@@ -39,6 +40,7 @@ from nstbot.jobs.model import (
     JobState,
     Progress,
     Queued,
+    RunRequest,
     Started,
     final_state,
 )
@@ -61,7 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MSG_CRASHED = "The worker painting your image stopped unexpectedly; please try again."
 PRUNE_EVERY_S = 3600.0
 
 
@@ -98,11 +99,6 @@ class Scheduler:
         self._started = False
         self._tally = Tally()
         self._prune_task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_config(cls, config: Config) -> Scheduler:
-        """A scheduler with the backend `executor.backend` names."""
-        return cls(config)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -288,7 +284,7 @@ class Scheduler:
             for job_id in list(self._queue):
                 self._queue.remove(job_id)
                 entry = self._entries[job_id]
-                self._end(entry, Failed(f"Style transfer is unavailable right now: {reason}"))
+                self._end(entry, Failed(messages.unavailable(reason)))
         self._dispatch()
 
     # -- internals ---------------------------------------------------------------------------
@@ -338,9 +334,7 @@ class Scheduler:
         self._backend.cancel(job_id)
 
     def _timeout_failure(self) -> Failed:
-        minutes = self.ex.job_timeout_s / 60
-        limit = f"{minutes:g} minutes" if minutes >= 1 else f"{self.ex.job_timeout_s:g} seconds"
-        return Failed(f"Your image took longer than the {limit} limit and was stopped.", "timeout")
+        return Failed(messages.timed_out(self.ex.job_timeout_s), "timeout")
 
     def _worker_lost(self, entry: _Entry, lost: WorkerLost) -> None:
         if entry.cancel_reason is not None:
@@ -359,7 +353,7 @@ class Scheduler:
             self._publish_positions()
             self._dispatch()
         else:
-            self._end(entry, Failed(MSG_CRASHED, lost.detail))
+            self._end(entry, Failed(messages.CRASHED, lost.detail))
 
     def _release(self, entry: _Entry) -> None:
         if entry.timer is not None:

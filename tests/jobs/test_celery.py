@@ -20,8 +20,7 @@ from celery_helpers import Workers, celery_config
 from jobhelpers import ManualBackend, collect, png, tiny_job, until
 from PIL import Image
 
-from nstbot.jobs import celery_backend
-from nstbot.jobs.celery_app import MSG_POISON
+from nstbot.jobs import celery_backend, messages
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
 from nstbot.jobs.scheduler import Scheduler
 
@@ -47,7 +46,7 @@ def workers(redis_url: str, queue: str, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 async def sched(redis_url: str, queue: str, workers: Workers, tmp_path: Path):
     workers.wait_ready(2)
-    scheduler = Scheduler.from_config(celery_config(tmp_path / "data", redis_url, queue))
+    scheduler = Scheduler(celery_config(tmp_path / "data", redis_url, queue))
     await scheduler.start()
     assert scheduler.health().workers_alive == 2, scheduler.health()
     yield scheduler
@@ -104,7 +103,7 @@ async def test_without_pub_sub_the_poll_still_brings_progress_and_the_result(
         await asyncio.Event().wait()
 
     monkeypatch.setattr(celery_backend, "listen", deaf)
-    scheduler = Scheduler.from_config(celery_config(tmp_path / "data", redis_url, queue))
+    scheduler = Scheduler(celery_config(tmp_path / "data", redis_url, queue))
     await scheduler.start()
     try:
         events = await collect(await submit(scheduler, steps=8, test_step_sleep=0.1), 60)
@@ -173,14 +172,14 @@ async def test_a_job_that_kills_its_worker_every_time_fails(sched, workers) -> N
     events = await collect(handle, 120)
     (result,) = finals(events)
     assert isinstance(result, Failed), result
-    assert result.message == MSG_POISON.format(n=2)  # max_attempts = 2 in these tests
+    assert result.message == messages.stopped_repeatedly(2)  # max_attempts = 2 in these tests
     assert [e.attempt for e in events if isinstance(e, Started)][-1] == 2
     workers.wait_ready(2)
 
 
 async def test_a_bot_restart_mid_job_delivers_each_result_once(redis_url, queue, workers, tmp_path):
     config = celery_config(tmp_path / "data", redis_url, queue)
-    first = Scheduler.from_config(config)
+    first = Scheduler(config)
     await first.start()
     slow = await submit(first, 1, steps=30, test_step_sleep=0.15)
     quick = await submit(first, 2, steps=8, test_step_sleep=0.1)
@@ -195,7 +194,7 @@ async def test_a_bot_restart_mid_job_delivers_each_result_once(redis_url, queue,
     await until(lambda: workers.redis.exists(final_key), 30, "the quick job to end remotely")
     restarted_at = time.time()
 
-    second = Scheduler.from_config(config)
+    second = Scheduler(config)
     await second.start()
     handles = {h.id: h for h in second.recovered()}
     assert set(handles) == {slow.id, quick.id}

@@ -122,7 +122,7 @@ def test_the_bot_process_never_imports_torch(tmp_path: Path) -> None:
                     engine=EngineConfig(device="cpu", weights="random", allow_download=False),
                     executor=ExecutorConfig(devices=("cpu",)),
                 )
-                scheduler = Scheduler.from_config(config)
+                scheduler = Scheduler(config)
                 await scheduler.start()
                 job = Job.new(user_id=1, params=TransferParams(size=32, min_size=32, scales=1,
                                                                steps=1))
