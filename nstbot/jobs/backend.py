@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from nstbot.jobs.model import Event, RunRequest
 
@@ -120,6 +120,10 @@ class Backend(ABC):
     @abstractmethod
     def workers(self) -> list[WorkerStatus]:
         """Status of every worker."""
+
+    def payload(self, request: RunRequest) -> dict[str, Any]:
+        """The JSON a worker receives for one attempt (a hook: a newer bot adds to it)."""
+        return request.to_dict()
 
     async def resumable(self, job_ids: list[str]) -> set[str]:
         """Of these jobs (unfinished in the journal at start), those whose run outlived the last

@@ -223,7 +223,7 @@ class CeleryBackend(Backend):
         inputs = self._keys.inputs(job.id, len(blobs))
         # Only what a worker needs: `delivery` holds Discord tokens and stays with the bot.
         request = RunRequest(dataclasses.replace(job, delivery={}), inputs, run.request.attempt)
-        payload = dict(request.to_dict(), settings=self._settings)
+        payload = dict(self.payload(request), settings=self._settings)
         try:
             pipe = self._redis.pipeline(transaction=True)
             for name, blob in zip(inputs, blobs, strict=True):

@@ -135,7 +135,7 @@ class LocalBackend(Backend):
         slot.cancel_deadline = None
         try:
             assert slot.conn is not None
-            slot.conn.send(("run", slot.seq, request.to_dict()))
+            slot.conn.send(("run", slot.seq, self.payload(request)))
         except (OSError, AssertionError):
             # The worker just died; its pipe's end-of-file reports the job as lost.
             log.warning("job %s: worker %s pipe closed on dispatch", request.job.id, slot.name)

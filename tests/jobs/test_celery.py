@@ -177,6 +177,43 @@ async def test_a_job_that_kills_its_worker_every_time_fails(sched, workers) -> N
     workers.wait_ready(2)
 
 
+class NewerBot(celery_backend.CeleryBackend):
+    """A bot of a later version: its payloads carry what these workers do not know."""
+
+    def payload(self, request):
+        data = super().payload(request)
+        skew = request.job.params.extra.get("skew")
+        if skew == "param":
+            data["job"]["params"]["brush_texture"] = "oil"
+        elif skew == "version":
+            data["version"] = 99
+        return data
+
+
+@pytest.mark.parametrize(("skew", "named"), [("param", "brush_texture"), ("version", "99")])
+async def test_a_payload_the_worker_cannot_read_fails_clearly(
+    redis_url, queue, workers, tmp_path, skew, named
+):
+    workers.wait_ready(2)
+    config = celery_config(tmp_path / "data", redis_url, queue)
+    scheduler = Scheduler(config, backend=NewerBot(config))
+    await scheduler.start()
+    try:
+        before = workers.statuses()
+        handle = await submit(scheduler, skew=skew)
+        events = await collect(handle, 30)  # not the job timeout (120 s here, 900 s by default)
+        (result,) = finals(events)
+        assert isinstance(result, Failed), events
+        assert result.message == messages.VERSION_SKEW and named in (result.detail or "")
+        assert not any(isinstance(e, Started) for e in events)
+        after = workers.wait_ready(2)
+        # The same pool processes, still up: nothing crashed.
+        assert {n: s["pid"] for n, s in after.items()} == {n: s["pid"] for n, s in before.items()}
+        assert isinstance(await (await submit(scheduler)).wait(), Finished)
+    finally:
+        await scheduler.stop()
+
+
 async def test_a_bot_restart_mid_job_delivers_each_result_once(redis_url, queue, workers, tmp_path):
     config = celery_config(tmp_path / "data", redis_url, queue)
     first = Scheduler(config)
