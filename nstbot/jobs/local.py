@@ -37,6 +37,8 @@ from nstbot.jobs.worker import worker_main
 log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_S = 0.2
+START_FAILURES_FATAL = 3
+"""Starts in a row that die without a reason (a signal, a timeout) before the slot gives up."""
 STOP_GRACE_S = 5.0
 
 
@@ -64,6 +66,8 @@ class _Slot:
         self.jobs_done = 0
         self.last_error: str | None = None
         self.start_failed = False
+        self.start_failures = 0  # consecutive; reset when the worker is ready
+        self.gave_up: str | None = None  # why starting again is not expected to help
         self.next_start_at: float | None = None
 
     def status(self, now: float) -> WorkerStatus:
@@ -149,9 +153,11 @@ class LocalBackend(Backend):
                     slot.cancel_deadline = time.monotonic() + self._cancel_grace
 
     def unavailable_reason(self) -> str | None:
-        """The last start error, when every worker's latest start failed."""
-        if self._slots and all(s.start_failed for s in self._slots):
-            return next((s.last_error for s in self._slots if s.last_error), "workers failed")
+        """Why no worker can start, once every one failed for a reason that restarting does not
+        cure: the engine's own error (missing weights, no GPU) or several failed starts in a row.
+        A start killed by a signal (OOM killer, a GPU resetting) leaves jobs waiting."""
+        if self._slots and all(s.gave_up for s in self._slots):
+            return next(s.gave_up for s in self._slots if s.gave_up)
         return None
 
     def workers(self) -> list[WorkerStatus]:
@@ -245,6 +251,8 @@ class LocalBackend(Backend):
             slot.state = WorkerState.READY
             slot.resolved_device = message[1]["device"]
             slot.start_failed = False
+            slot.start_failures = 0
+            slot.gave_up = None
             log.info("worker %s ready on %s", slot.name, slot.resolved_device)
             self._notify_capacity()
             return
@@ -303,6 +311,12 @@ class LocalBackend(Backend):
         slot.proc = slot.conn = None
         slot.last_error = reason
         slot.start_failed = start_failed
+        if start_failed:
+            slot.start_failures += 1
+            if slot.startup_error:
+                slot.gave_up = slot.startup_error
+            elif slot.start_failures >= START_FAILURES_FATAL:
+                slot.gave_up = f"{reason} ({slot.start_failures} starts in a row)"
         slot.failures += 1
         slot.restarts += 1
         delay = restart_delay(slot.failures, self._backoff_cap)
