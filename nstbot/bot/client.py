@@ -28,6 +28,7 @@ from nstbot.bot.runner import JobRunner
 from nstbot.bot.settings import SettingsStore
 from nstbot.bot.views import JobButton
 from nstbot.config import Config
+from nstbot.jobs.errors import JournalUnavailable
 from nstbot.logs import add_secret
 from nstbot.metrics import Metrics
 from nstbot.web import WebError, WebServer, discord_health, start_web
@@ -271,7 +272,7 @@ async def _run(config: Config, token: str) -> int:
         except discord.PrivilegedIntentsRequired:
             log.error("message_commands needs the Message Content intent in the developer portal")
             return 1
-        except WebError as exc:
+        except (WebError, JournalUnavailable) as exc:
             log.error("%s", exc)
             return 1
     return 0

@@ -73,3 +73,8 @@ def check_limits(config: ExecutorConfig, counts: WaitingCounts, guild_id: int | 
         raise GuildQueueFull(
             "This server has too many images waiting right now; please try again later."
         )
+
+
+class JournalUnavailable(RuntimeError):
+    """The scheduler cannot start: its data folder is full or the journal cannot be opened;
+    `str(exc)` is one line for the operator."""

@@ -31,6 +31,13 @@ def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
     """Sort the journal's unfinished and undelivered jobs, updating the journal to match."""
     plan = RecoveryPlan()
     for row in journal.active():
+        if row.delivery_status == "ok":
+            # Its end never reached the journal (disk full), but the user has the outcome: a
+            # delivered job is never run again.
+            log.warning("job %s was delivered but not marked ended; marking it now", row.job.id)
+            journal.mark_done(row.job.id, JobState.FINISHED, finished_at=time.time())
+            files.remove(row.job.id)
+            continue
         problem = _problem(row)
         if problem is None:
             journal.mark_queued(row.job.id, row.attempts)

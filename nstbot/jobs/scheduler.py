@@ -84,11 +84,13 @@ class _Entry:
 class Scheduler:
     """Fair queue in front of warm workers, with a journal so a restart loses nothing."""
 
-    def __init__(self, config: Config, backend: Backend | None = None) -> None:
+    def __init__(
+        self, config: Config, backend: Backend | None = None, records: Records | None = None
+    ) -> None:
         self.config = config
         self.ex = config.executor
         self._backend = backend if backend is not None else _make_backend(config)
-        self._records = Records(config.data_dir)
+        self._records = records if records is not None else Records(config.data_dir)
         self._queue = FairQueue()
         self._entries: dict[str, _Entry] = {}
         self._pending: dict[str, Job] = {}  # submits between the limit check and the queue
