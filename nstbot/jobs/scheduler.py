@@ -264,6 +264,11 @@ class Scheduler:
         if isinstance(event, Started | Progress):
             if isinstance(event, Started):
                 log.info("job %s started on %s (attempt %d)", job_id, event.device, event.attempt)
+                if event.attempt > entry.attempts:
+                    # A remote backend re-ran it on its own (Celery redelivery): the journal
+                    # counts runs, not dispatches.
+                    entry.attempts = event.attempt
+                    self._records.running(job_id, entry.attempts, entry.started_at or time.time())
             entry.handle._push(replace(event, job_id=job_id))
         elif isinstance(event, Finished):
             stats = dict(event.stats)

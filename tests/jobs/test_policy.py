@@ -123,7 +123,7 @@ async def test_positions_and_queued_events_follow_the_queue(tmp_path: Path) -> N
 
 
 async def test_cancel_queued_is_immediate_and_frees_the_limit(tmp_path: Path) -> None:
-    s, _ = await started(tmp_path, per_user_queued=1)
+    s, _ = await started(tmp_path, per_user_queued=2)  # one running and one waiting
     await submit(s, user=1)
     queued = await submit(s, user=1)
     assert await queued.cancel("changed my mind")
