@@ -20,12 +20,12 @@ from nstbot.jobs import messages
 from nstbot.jobs.backend import Backend, WorkerLost
 from nstbot.jobs.errors import (
     GuildQueueFull,
+    QueueCounts,
     QueueFull,
     SchedulerStopped,
     StorageFailed,
     SubmitRefused,
     UserQueueFull,
-    WaitingCounts,
     WorkersUnavailable,
     check_limits,
 )
@@ -167,7 +167,7 @@ class Scheduler:
             reason = self._backend.unavailable_reason()
             if reason:
                 raise WorkersUnavailable(reason)
-            check_limits(self.ex, self._waiting_counts(job), job.guild_id)
+            check_limits(self.ex, self._queue_counts(job), job.guild_id)
         except SubmitRefused as exc:
             self._tally.counts["refused"] += 1
             log.info("job %s refused (%s) user=%s", job.id, type(exc).__name__, job.user_id)
@@ -413,13 +413,14 @@ class Scheduler:
             self._recovered.append(handle)
         return handle
 
-    def _waiting_counts(self, job: Job) -> WaitingCounts:
-        waiting = [e.job for e in self._entries.values() if e.state is JobState.QUEUED]
-        waiting += self._pending.values()
-        return WaitingCounts(
-            total=len(waiting),
-            user=sum(1 for j in waiting if j.user_id == job.user_id),
-            guild=sum(1 for j in waiting if j.guild_id is not None and j.guild_id == job.guild_id),
+    def _queue_counts(self, job: Job) -> QueueCounts:
+        in_flight = [e.job for e in self._entries.values()] + list(self._pending.values())
+        return QueueCounts(
+            waiting=len(self._queue) + len(self._pending),
+            user=sum(1 for j in in_flight if j.user_id == job.user_id),
+            guild=sum(
+                1 for j in in_flight if j.guild_id is not None and j.guild_id == job.guild_id
+            ),
         )
 
     async def _prune_loop(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from jobhelpers import ManualBackend, make_config, png, tiny_job
 
 from nstbot.jobs import messages
 from nstbot.jobs.errors import JournalUnavailable, StorageFailed
+from nstbot.jobs.journal import Journal
 from nstbot.jobs.model import Failed, Finished, JobState, Started
 from nstbot.jobs.records import Records
+from nstbot.jobs.recovery import recover
 from nstbot.jobs.scheduler import Scheduler
 from nstbot.jobs.storage import JobFiles
 
@@ -111,3 +114,18 @@ async def test_starting_with_the_disk_full_says_so_in_one_line(tmp_path: Path) -
         await scheduler.start()
     text = str(refused.value)
     assert text.startswith(f"the data folder {tmp_path} is full") and "\n" not in text
+
+
+def test_a_delivered_job_whose_end_was_never_journaled_is_not_run_again(tmp_path: Path) -> None:
+    # The journal's own disk was full as the job ended: the row stayed "running", but the
+    # delivery was recorded once space came back.
+    journal, files = Journal(tmp_path / "journal.sqlite3"), JobFiles(tmp_path / "jobs")
+    job = tiny_job()
+    journal.add(job, files.write_inputs(job.id, IMG, [STYLE]))
+    journal.mark_running(job.id, 1, time.time())
+    journal.record_delivery(job.id, True, None)
+    plan = recover(journal, files)
+    assert plan.requeue == [] and plan.ended == []
+    assert journal.get(job.id).state is JobState.FINISHED  # type: ignore[union-attr]
+    assert not files.folder(job.id).exists()
+    journal.close()
