@@ -353,7 +353,7 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     """Run a Celery worker for one device."""
     try:
-        from nstbot.jobs.celery_worker import run_worker  # type: ignore[import-not-found]
+        from nstbot.jobs.celery.worker import run_worker  # type: ignore[import-not-found]
     except ImportError:
         raise CliError("the Celery backend is not available in this build", EXIT_FAILURE) from None
     return int(run_worker(config, device=args.device))

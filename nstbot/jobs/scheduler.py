@@ -31,6 +31,7 @@ from nstbot.jobs.errors import (
 )
 from nstbot.jobs.fairqueue import FairQueue
 from nstbot.jobs.handle import JobHandle
+from nstbot.jobs.journal.records import Records
 from nstbot.jobs.model import (
     Cancelled,
     Event,
@@ -44,7 +45,6 @@ from nstbot.jobs.model import (
     Started,
     final_state,
 )
-from nstbot.jobs.records import Records
 from nstbot.jobs.status import Health, QueueEntry, Tally
 
 __all__ = [
@@ -440,11 +440,11 @@ def _cancelled(entry: _Entry) -> Cancelled:
 def _make_backend(config: Config) -> Backend:
     name = config.executor.backend
     if name == "local":
-        from nstbot.jobs.local import LocalBackend
+        from nstbot.jobs.local.backend import LocalBackend
 
         return LocalBackend(config)
     if name == "celery":
-        from nstbot.jobs.celery_backend import CeleryBackend
+        from nstbot.jobs.celery.backend import CeleryBackend
 
         return CeleryBackend(config)
     raise ValueError(f"executor.backend {name!r} is not available (use local or celery)")

@@ -15,10 +15,10 @@ import pytest
 from jobhelpers import ManualBackend, collect, make_config, png, tiny_job
 
 from nstbot.jobs.backend import restart_delay
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
+from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, Progress
 from nstbot.jobs.scheduler import Scheduler, WorkersUnavailable
-from nstbot.jobs.storage import JobFiles
 
 IMG, STYLE = png("red"), png("blue")
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from jobhelpers import ManualBackend, make_config, png, tiny_job
 
 from nstbot.jobs.backend import WorkerLost
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
 from nstbot.jobs.scheduler import (
     GuildQueueFull,

@@ -6,9 +6,9 @@ import types
 
 from PIL import Image
 
+from nstbot.jobs.local.worker import SeqStop
 from nstbot.jobs.model import Progress
 from nstbot.jobs.runtime import RunSettings, StepReporter
-from nstbot.jobs.worker import SeqStop
 
 
 class Recorder:

@@ -14,12 +14,12 @@ from jobhelpers import ManualBackend, make_config, png, tiny_job
 
 from nstbot.jobs import messages
 from nstbot.jobs.errors import JournalUnavailable, StorageFailed
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
+from nstbot.jobs.journal.records import Records
+from nstbot.jobs.journal.recovery import recover
+from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, JobState, Started
-from nstbot.jobs.records import Records
-from nstbot.jobs.recovery import recover
 from nstbot.jobs.scheduler import Scheduler
-from nstbot.jobs.storage import JobFiles
 
 IMG, STYLE = png("red"), png("blue")
 

@@ -19,8 +19,8 @@ from jobhelpers import collect, png, tiny_job, until
 from redis_server import redis_available, redis_server
 
 from nstbot.config import CeleryConfig, Config, ConfigError, load_config
-from nstbot.jobs.celery_app import async_redis, make_app, redact_redis_url
-from nstbot.jobs.celery_backend import CeleryBackend
+from nstbot.jobs.celery.app import async_redis, make_app, redact_redis_url
+from nstbot.jobs.celery.backend import CeleryBackend
 from nstbot.jobs.model import Cancelled, Finished, RunRequest
 from nstbot.jobs.scheduler import Scheduler, WorkersUnavailable
 
@@ -81,7 +81,7 @@ def test_executor_backend_selects_the_backend(tmp_path: Path) -> None:
 
 def test_neither_the_bot_side_nor_a_worker_main_process_imports_torch() -> None:
     code = (
-        "import sys, nstbot.jobs.celery_backend, nstbot.jobs.celery_worker, nstbot.jobs.scheduler;"
+        "import sys, nstbot.jobs.celery.backend, nstbot.jobs.celery.worker, nstbot.jobs.scheduler;"
         "print([m for m in sys.modules if m == 'torch' or m.startswith('nstbot.engine')])"
     )
     done = subprocess.run(

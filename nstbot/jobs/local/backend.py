@@ -30,9 +30,9 @@ from nstbot.jobs.backend import (
     restart_delay,
     wait_while,
 )
+from nstbot.jobs.local.worker import worker_main
 from nstbot.jobs.model import RunRequest, Started, event_from_wire, is_terminal
 from nstbot.jobs.runtime import WorkerSettings
-from nstbot.jobs.worker import worker_main
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from nstbot.jobs import messages
 from nstbot.jobs.model import Event, Failed, event_from_wire, event_to_wire
 
 TASK_NAME = "nstbot.run_job"
-WORKER_MODULE = "nstbot.jobs.celery_worker"
+WORKER_MODULE = "nstbot.jobs.celery.worker"
 SETTINGS_KEY = "nstbot_worker"
 """Custom Celery setting carrying what a pool process needs (it travels with the pickled app)."""
 

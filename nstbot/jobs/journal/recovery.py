@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nstbot.jobs import messages
-from nstbot.jobs.journal import Journal, JournalRow
+from nstbot.jobs.journal.journal import Journal, JournalRow
+from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, JobState
-from nstbot.jobs.storage import JobFiles
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 The bot keeps the fair queue (nstbot.jobs.scheduler) and hands Celery only as many jobs as there
 are idle workers, so the fair order decides who runs next, not Redis' list order. Workers write
-their status to Redis every heartbeat (nstbot.jobs.celery_watch); jobs travel as JSON, inputs
-and results as bytes in Redis keys with a TTL (layout in nstbot.jobs.celery_app). Events come
+their status to Redis every heartbeat (nstbot.jobs.celery.watch); jobs travel as JSON, inputs
+and results as bytes in Redis keys with a TTL (layout in nstbot.jobs.celery.app). Events come
 back over Redis pub/sub, with a poll of the same keys as the fallback.
 
 Delivery: a message is acknowledged after its run and put back when the process running it dies,
@@ -34,7 +34,7 @@ from typing import Any
 from nstbot.config import Config
 from nstbot.jobs import messages
 from nstbot.jobs.backend import Backend, BackendListener, WorkerLost, WorkerStatus, wait_while
-from nstbot.jobs.celery_app import (
+from nstbot.jobs.celery.app import (
     TASK_NAME,
     Keys,
     async_redis,
@@ -50,7 +50,7 @@ from nstbot.jobs.celery_app import (
     redact_redis_url,
     url_password,
 )
-from nstbot.jobs.celery_watch import Run, WorkerRegistry, listen
+from nstbot.jobs.celery.watch import Run, WorkerRegistry, listen
 from nstbot.jobs.model import (
     Cancelled,
     Event,

@@ -37,7 +37,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from nstbot.config import CeleryConfig, Config, LoggingConfig
 from nstbot.jobs import faults, messages
 from nstbot.jobs.backend import WorkerState
-from nstbot.jobs.celery_app import (
+from nstbot.jobs.celery.app import (
     SETTINGS_KEY,
     TASK_NAME,
     Keys,

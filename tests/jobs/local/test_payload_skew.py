@@ -10,7 +10,7 @@ import pytest
 from jobhelpers import make_config, png, tiny_job
 
 from nstbot.jobs import messages
-from nstbot.jobs.local import LocalBackend
+from nstbot.jobs.local.backend import LocalBackend
 from nstbot.jobs.model import Failed, Finished, RunRequest, Started
 from nstbot.jobs.scheduler import Scheduler
 

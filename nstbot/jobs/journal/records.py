@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nstbot.jobs.errors import JournalUnavailable
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
+from nstbot.jobs.journal.recovery import RecoveryPlan, recover
+from nstbot.jobs.journal.storage import FULL_BELOW_BYTES, JobFiles, is_disk_full
 from nstbot.jobs.model import Cancelled, Failed, Finished, Job, final_state
-from nstbot.jobs.recovery import RecoveryPlan, recover
-from nstbot.jobs.storage import FULL_BELOW_BYTES, JobFiles, is_disk_full
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -20,7 +20,8 @@ from celery_helpers import Workers, celery_config
 from jobhelpers import ManualBackend, collect, png, tiny_job, until
 from PIL import Image
 
-from nstbot.jobs import celery_backend, messages
+from nstbot.jobs import messages
+from nstbot.jobs.celery import backend as celery_backend
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
 from nstbot.jobs.scheduler import Scheduler
 

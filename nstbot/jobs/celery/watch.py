@@ -17,7 +17,7 @@ from typing import Any
 
 from nstbot.config import CeleryConfig
 from nstbot.jobs.backend import WorkerState, WorkerStatus
-from nstbot.jobs.celery_app import Keys, loads
+from nstbot.jobs.celery.app import Keys, loads
 from nstbot.jobs.model import Progress, RunRequest, Started
 
 log = logging.getLogger(__name__)
