@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +93,7 @@ class CeleryBackend(Backend):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cleanups: dict[str, tuple[asyncio.TimerHandle, list[str]]] = {}
         self._stopping = False
+        self._reachable_since = -math.inf  # when Redis came back after an outage
 
     # -- Backend API -------------------------------------------------------------------------
 
@@ -134,6 +136,8 @@ class CeleryBackend(Backend):
     def free_slots(self) -> int:
         """Idle workers (and those running a job of ours) less the jobs handed out; a stored
         outcome needs no worker to be delivered, so each adds a slot until dispatched."""
+        if self._registry.unreachable_since is not None:
+            return 0  # the worker list is from before the outage: nothing is known to be free
         ours = self._runs.keys() | self._expected
         return max(0, self._registry.capacity(ours) + len(self._stored) - len(self._runs))
 
@@ -148,7 +152,9 @@ class CeleryBackend(Backend):
     def cancel(self, job_id: str) -> None:
         """Set the job's cancel flag; a job not yet on a worker ends here and now."""
         run = self._runs.get(job_id)
-        if run is not None and run.cancel_at is None and not run.ended:
+        if run is not None and run.phase == "waiting" and not run.ended:
+            self._finish(run, Cancelled())  # never sent: nothing to stop
+        elif run is not None and run.cancel_at is None and not run.ended:
             run.cancel_at = time.monotonic()
             self._spawn(self._cancel(run))
 
@@ -190,7 +196,7 @@ class CeleryBackend(Backend):
         try:
             final, fence, raw = await self._redis.mget(key("final"), key("task"), key("state"))
         except Exception as exc:
-            self._lose(run, f"cannot reach Redis: {exc}")
+            self._wait_for_redis(run, exc)
             return
         state, task_id = loads(raw) or {}, fence.decode() if fence else None
         if final is not None:
@@ -236,7 +242,7 @@ class CeleryBackend(Backend):
                                      task_id=task_id, queue=self._cfg.queue)  # fmt: skip
             await asyncio.get_running_loop().run_in_executor(self._io, send)
         except Exception as exc:
-            self._lose(run, f"could not send the job: {exc}")
+            self._wait_for_redis(run, exc)
             return
         if run.phase == "sending":
             run.phase = "sent"
@@ -316,7 +322,20 @@ class CeleryBackend(Backend):
     def _cleanup(self, job_id: str) -> None:
         entry = self._cleanups.pop(job_id, None)
         if entry is not None:
-            self._spawn(self._redis.delete(*entry[1]))
+            self._spawn(self._delete(entry[1]))
+
+    async def _delete(self, keys: list[str]) -> None:
+        try:
+            await self._redis.delete(*keys)
+        except Exception as exc:  # they expire anyway (every job key has a TTL)
+            log.info("cannot delete %d job keys yet: %s", len(keys), exc)
+
+    def _wait_for_redis(self, run: Run, exc: Exception) -> None:
+        """Redis failed us before the job reached a worker: it waits, and the first poll that
+        reaches Redis again sends it (or the no-worker grace ends it)."""
+        if run.phase != "waiting":
+            log.warning("job %s: cannot reach Redis (%s); it waits", run.job_id, exc)
+        run.phase, run.task_id = "waiting", None
 
     def _lose(self, run: Run, detail: str) -> None:
         log.warning("job %s: %s", run.job_id, detail)
@@ -358,20 +377,35 @@ class CeleryBackend(Backend):
         while not self._stopping:
             try:
                 await self._poll()
-                self._registry.unreachable_since = None
             except Exception as exc:
                 if self._registry.unreachable_since is None:
                     self._registry.unreachable_since = time.monotonic()
                     where = redact_redis_url(data_url(self._cfg))
                     log.error("cannot reach Redis at %s: %s", where, exc)
+                self._end_waiting_runs()
             self._polled.set()
             self._changed.set()
             self._notify_capacity(only_if_changed=True)
             await asyncio.sleep(self._cfg.poll_interval_s)
 
+    def _end_waiting_runs(self) -> None:
+        """Past the no-worker grace of an outage, jobs that never reached a worker fail."""
+        reason = self._registry.unavailable_reason()
+        if reason is None:
+            return
+        for run in [r for r in self._runs.values() if r.phase == "waiting" and not r.ended]:
+            self._finish(run, Failed(messages.unavailable(reason), "Redis unreachable"))
+
     async def _poll(self) -> None:
         await self._registry.refresh(self._redis)
+        if self._registry.unreachable_since is not None:
+            log.info("Redis reachable again")
+            self._reachable_since = time.monotonic()  # before judging any run, below
+            self._registry.unreachable_since = None
         self._expected &= self._registry.busy_jobs()
+        for run in [r for r in self._runs.values() if r.phase == "waiting" and not r.ended]:
+            run.phase = "sending"
+            self._spawn(self._start_run(run))
         runs = [r for r in self._runs.values() if r.task_id and not r.ended]
         if not runs:
             return
@@ -399,6 +433,10 @@ class CeleryBackend(Backend):
             return
         if run.phase != "running" or self._registry.runs(run.worker, run.job_id):
             run.lost_since = None
+            return
+        if now - self._reachable_since < self._cfg.worker_timeout_s:
+            # Redis was just unreachable: the workers could not write their status meanwhile,
+            # and a worker that kept painting gets one status period to say so.
             return
         # Gone (status expired: host down, main process killed), or moved on: its pool process
         # died, Celery put the message back, and another worker normally starts it at once.

@@ -30,7 +30,7 @@ class Run:
     request: RunRequest
     task_id: str | None = None
     phase: str = "sending"
-    """sending, sent (in Celery's queue) or running (on `worker`)."""
+    """waiting (for Redis), sending, sent (in Celery's queue) or running (on `worker`)."""
     worker: str | None = None
     attempt: int = 0
     step: int = 0

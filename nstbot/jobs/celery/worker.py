@@ -400,7 +400,8 @@ class RedisReporter(EventReporter):
         proc = self.proc
         message = wire_message(event, job=self.job_id, task=self.task_id, worker=proc.name)
         try:
-            pipe = proc.redis.pipeline(transaction=False)
+            # Best effort, at once: a Redis blip must not hold up the run.
+            pipe = proc.quick.pipeline(transaction=False)
             pipe.set(proc.keys.job(self.job_id, "state"), dumps(self._state), ex=proc.ttl)
             pipe.publish(proc.keys.events, dumps(message))
             pipe.execute()
