@@ -499,7 +499,7 @@ def _unreachable_message(api_base: str, reason: str) -> str:
 
 def cmd_worker(args: argparse.Namespace, config: Config) -> int:
     """Run a Celery worker for one device."""
-    from nstbot.jobs.celery_worker import run_worker
+    from nstbot.jobs.celery.worker import run_worker
 
     return int(run_worker(config, device=args.device))
 

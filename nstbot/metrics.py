@@ -142,10 +142,6 @@ class Metrics:
         self.workers_alive.set(alive)
         self.workers_total.set(total)
 
-    def worker_restarted(self, count: int = 1) -> None:
-        """Count worker restarts as they happen."""
-        self.worker_restarts.inc(count)
-
     def observe_worker_restarts(self, total: int) -> None:
         """Bring the restart counter up to a cumulative total (e.g. summed from `health()`)."""
         # The scheduler reports restarts per worker since start; a counter only goes up, so add

@@ -75,7 +75,8 @@ def test_gauges_and_restarts() -> None:
     assert value(m, "nstbot_workers_alive") == 1
     assert value(m, "nstbot_workers_total") == 2
     assert value(m, "nstbot_gateway_connected") == 1
-    m.worker_restarted()
+    m.observe_worker_restarts(1)
+    m.observe_worker_restarts(0)  # a new scheduler: counts from 0 again, the counter stays at 1
     m.observe_worker_restarts(3)  # a cumulative total from health(): adds the difference
     m.observe_worker_restarts(3)
     assert value(m, "nstbot_worker_restarts_total") == 4

@@ -42,6 +42,7 @@ from nstbot.bot.runner import JobRunner
 from nstbot.bot.settings import SettingsStore
 from nstbot.bot.views import JobButton
 from nstbot.config import Config
+from nstbot.jobs.errors import JournalUnavailable
 from nstbot.logs import add_secret
 from nstbot.metrics import Metrics
 from nstbot.web import WebError, WebServer, discord_health, start_web
@@ -170,7 +171,7 @@ class NSTBot(commands.Bot):
             if self.scheduler is None:
                 from nstbot.jobs.scheduler import Scheduler
 
-                self.scheduler = Scheduler.from_config(self.config)
+                self.scheduler = Scheduler(self.config)
             await self.scheduler.start()
             self.runner = JobRunner(
                 self, self.scheduler, self.config, clock=self.clock, metrics=self.metrics
@@ -327,7 +328,7 @@ async def _run(config: Config, token: str) -> int:
         except discord.PrivilegedIntentsRequired:
             log.error("message_commands needs the Message Content intent in the developer portal")
             return 1
-        except WebError as exc:
+        except (WebError, JournalUnavailable) as exc:
             log.error("%s", exc)
             return 1
     return 0

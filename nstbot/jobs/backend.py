@@ -2,7 +2,7 @@
 
 The scheduler owns policy (fairness, limits, retries, timeouts, the journal); a backend owns
 workers (starting them, handing them one job at a time, noticing when they die). They talk in the
-plain data of `nstbot.jobs.model` plus the two types below.
+plain data of `nstbot.jobs.model` (a `RunRequest` per attempt) plus the types below.
 """
 
 from __future__ import annotations
@@ -13,22 +13,37 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
-from nstbot.jobs.model import Event, Job
+from nstbot.jobs.model import Event, RunRequest
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """One attempt at one job: the job, its stored input images (content first), attempt number."""
+class WorkerState(StrEnum):
+    """Where a worker stands, as both backends report it."""
 
-    job: Job
-    inputs: list[str]
-    attempt: int
+    STARTING = "starting"
+    """Loading its engine."""
+    READY = "ready"
+    BUSY = "busy"
+    DYING = "dying"
+    """Its process ended; being reaped (local only)."""
+    WAITING = "waiting"
+    """Down, to be restarted after a backoff (local only)."""
+    STOPPED = "stopped"
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict."""
-        return {"job": self.job.to_dict(), "inputs": self.inputs, "attempt": self.attempt}
+    @property
+    def alive(self) -> bool:
+        """Starting, ready or busy."""
+        return self in (WorkerState.STARTING, WorkerState.READY, WorkerState.BUSY)
+
+    @classmethod
+    def parse(cls, value: object) -> WorkerState:
+        """The state a worker wrote (Celery status JSON); unknown values read as stopped."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.STOPPED
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,8 @@ class WorkerStatus:
     """As configured (auto, cpu, cuda:0...)."""
     resolved_device: str | None
     """What the worker actually uses, once it has started."""
-    state: str
-    """starting, ready, busy, waiting (to restart, see next_restart_in) or stopped."""
+    state: WorkerState
+    """Waiting means: to restart, see next_restart_in."""
     pid: int | None
     job_id: str | None
     jobs_done: int
@@ -72,7 +87,7 @@ class WorkerStatus:
     @property
     def alive(self) -> bool:
         """Ready or busy."""
-        return self.state in ("ready", "busy")
+        return self.state in (WorkerState.READY, WorkerState.BUSY)
 
 
 class Backend(ABC):
@@ -105,6 +120,10 @@ class Backend(ABC):
     @abstractmethod
     def workers(self) -> list[WorkerStatus]:
         """Status of every worker."""
+
+    def payload(self, request: RunRequest) -> dict[str, Any]:
+        """The JSON a worker receives for one attempt (a hook: a newer bot adds to it)."""
+        return request.to_dict()
 
     async def resumable(self, job_ids: list[str]) -> set[str]:
         """Of these jobs (unfinished in the journal at start), those whose run outlived the last

@@ -102,12 +102,3 @@ class FairQueue:
             if taken[user] == len(lines[user]):
                 del lines[user]
         return out
-
-    def count_user(self, user_id: int) -> int:
-        """How many jobs of one user are waiting."""
-        line = self._users.get(user_id)
-        return len(line) if line else 0
-
-    def user_of(self, job_id: str) -> int | None:
-        """The user a waiting job belongs to."""
-        return self._owner.get(job_id)

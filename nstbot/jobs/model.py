@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from nstbot.params import TransferParams
+from nstbot.jobs import messages
+from nstbot.params import ParamsError, TransferParams
+
+PAYLOAD_VERSION = 1
+"""Bumped whenever a worker of the previous version could not run a payload of this one."""
 
 
 class JobState(StrEnum):
@@ -89,6 +93,57 @@ class Job:
             delivery=dict(data.get("delivery") or {}),
             created_at=float(data.get("created_at", 0.0)),
         )
+
+
+class PayloadError(ValueError):
+    """A worker cannot read a job payload; `str()` is fit for the user, `detail` names the
+    mismatch for the operator."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(messages.VERSION_SKEW)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One attempt at one job: the job, where its input images are (content first), attempt."""
+
+    job: Job
+    inputs: list[str]
+    """File paths (local) or Redis keys (Celery)."""
+    attempt: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict, with the payload version."""
+        return {
+            "version": PAYLOAD_VERSION,
+            "job": self.job.to_dict(),
+            "inputs": list(self.inputs),
+            "attempt": self.attempt,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunRequest:
+        """Inverse of `to_dict`; PayloadError naming the mismatch when it cannot be read."""
+        if not isinstance(data, dict):
+            raise PayloadError(f"payload is {type(data).__name__}, not an object")
+        version = data.get("version")
+        if version != PAYLOAD_VERSION:
+            raise PayloadError(
+                f"payload version {version!r} from the bot, this worker reads version "
+                f"{PAYLOAD_VERSION}"
+            )
+        try:
+            job = Job.from_dict(data["job"])
+            inputs = [str(i) for i in data["inputs"]]
+            attempt = int(data.get("attempt", 1))
+        except ParamsError as exc:
+            raise PayloadError(f"job parameters this worker does not know: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PayloadError(f"malformed payload: {type(exc).__name__}: {exc}") from exc
+        if not inputs:
+            raise PayloadError("malformed payload: no input images")
+        return cls(job=job, inputs=inputs, attempt=attempt)
 
 
 # Events. Every field has a default except the few the contract names positionally, so fields can

@@ -16,20 +16,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nstbot.config import Config
-from nstbot.jobs.backend import Backend, RunRequest, WorkerLost
+from nstbot.jobs import messages
+from nstbot.jobs.backend import Backend, WorkerLost
 from nstbot.jobs.errors import (
     GuildQueueFull,
+    QueueCounts,
     QueueFull,
     SchedulerStopped,
     StorageFailed,
     SubmitRefused,
     UserQueueFull,
-    WaitingCounts,
     WorkersUnavailable,
     check_limits,
 )
 from nstbot.jobs.fairqueue import FairQueue
 from nstbot.jobs.handle import JobHandle
+from nstbot.jobs.journal.records import Records
 from nstbot.jobs.model import (
     Cancelled,
     Event,
@@ -39,10 +41,10 @@ from nstbot.jobs.model import (
     JobState,
     Progress,
     Queued,
+    RunRequest,
     Started,
     final_state,
 )
-from nstbot.jobs.records import Records
 from nstbot.jobs.status import Health, QueueEntry, Tally
 
 __all__ = [
@@ -61,7 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MSG_CRASHED = "The worker painting your image stopped unexpectedly; please try again."
 PRUNE_EVERY_S = 3600.0
 
 
@@ -83,11 +84,13 @@ class _Entry:
 class Scheduler:
     """Fair queue in front of warm workers, with a journal so a restart loses nothing."""
 
-    def __init__(self, config: Config, backend: Backend | None = None) -> None:
+    def __init__(
+        self, config: Config, backend: Backend | None = None, records: Records | None = None
+    ) -> None:
         self.config = config
         self.ex = config.executor
         self._backend = backend if backend is not None else _make_backend(config)
-        self._records = Records(config.data_dir)
+        self._records = records if records is not None else Records(config.data_dir)
         self._queue = FairQueue()
         self._entries: dict[str, _Entry] = {}
         self._pending: dict[str, Job] = {}  # submits between the limit check and the queue
@@ -98,11 +101,6 @@ class Scheduler:
         self._started = False
         self._tally = Tally()
         self._prune_task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_config(cls, config: Config) -> Scheduler:
-        """A scheduler with the backend `executor.backend` names."""
-        return cls(config)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -169,7 +167,7 @@ class Scheduler:
             reason = self._backend.unavailable_reason()
             if reason:
                 raise WorkersUnavailable(reason)
-            check_limits(self.ex, self._waiting_counts(job), job.guild_id)
+            check_limits(self.ex, self._queue_counts(job), job.guild_id)
         except SubmitRefused as exc:
             self._tally.counts["refused"] += 1
             log.info("job %s refused (%s) user=%s", job.id, type(exc).__name__, job.user_id)
@@ -266,6 +264,11 @@ class Scheduler:
         if isinstance(event, Started | Progress):
             if isinstance(event, Started):
                 log.info("job %s started on %s (attempt %d)", job_id, event.device, event.attempt)
+                if event.attempt > entry.attempts:
+                    # A remote backend re-ran it on its own (Celery redelivery): the journal
+                    # counts runs, not dispatches.
+                    entry.attempts = event.attempt
+                    self._records.running(job_id, entry.attempts, entry.started_at or time.time())
             entry.handle._push(replace(event, job_id=job_id))
         elif isinstance(event, Finished):
             stats = dict(event.stats)
@@ -288,7 +291,7 @@ class Scheduler:
             for job_id in list(self._queue):
                 self._queue.remove(job_id)
                 entry = self._entries[job_id]
-                self._end(entry, Failed(f"Style transfer is unavailable right now: {reason}"))
+                self._end(entry, Failed(messages.unavailable(reason)))
         self._dispatch()
 
     # -- internals ---------------------------------------------------------------------------
@@ -338,9 +341,7 @@ class Scheduler:
         self._backend.cancel(job_id)
 
     def _timeout_failure(self) -> Failed:
-        minutes = self.ex.job_timeout_s / 60
-        limit = f"{minutes:g} minutes" if minutes >= 1 else f"{self.ex.job_timeout_s:g} seconds"
-        return Failed(f"Your image took longer than the {limit} limit and was stopped.", "timeout")
+        return Failed(messages.timed_out(self.ex.job_timeout_s), "timeout")
 
     def _worker_lost(self, entry: _Entry, lost: WorkerLost) -> None:
         if entry.cancel_reason is not None:
@@ -359,7 +360,7 @@ class Scheduler:
             self._publish_positions()
             self._dispatch()
         else:
-            self._end(entry, Failed(MSG_CRASHED, lost.detail))
+            self._end(entry, Failed(messages.CRASHED, lost.detail))
 
     def _release(self, entry: _Entry) -> None:
         if entry.timer is not None:
@@ -412,13 +413,14 @@ class Scheduler:
             self._recovered.append(handle)
         return handle
 
-    def _waiting_counts(self, job: Job) -> WaitingCounts:
-        waiting = [e.job for e in self._entries.values() if e.state is JobState.QUEUED]
-        waiting += self._pending.values()
-        return WaitingCounts(
-            total=len(waiting),
-            user=sum(1 for j in waiting if j.user_id == job.user_id),
-            guild=sum(1 for j in waiting if j.guild_id is not None and j.guild_id == job.guild_id),
+    def _queue_counts(self, job: Job) -> QueueCounts:
+        in_flight = [e.job for e in self._entries.values()] + list(self._pending.values())
+        return QueueCounts(
+            waiting=len(self._queue) + len(self._pending),
+            user=sum(1 for j in in_flight if j.user_id == job.user_id),
+            guild=sum(
+                1 for j in in_flight if j.guild_id is not None and j.guild_id == job.guild_id
+            ),
         )
 
     async def _prune_loop(self) -> None:
@@ -438,11 +440,11 @@ def _cancelled(entry: _Entry) -> Cancelled:
 def _make_backend(config: Config) -> Backend:
     name = config.executor.backend
     if name == "local":
-        from nstbot.jobs.local import LocalBackend
+        from nstbot.jobs.local.backend import LocalBackend
 
         return LocalBackend(config)
     if name == "celery":
-        from nstbot.jobs.celery_backend import CeleryBackend
+        from nstbot.jobs.celery.backend import CeleryBackend
 
         return CeleryBackend(config)
     raise ValueError(f"executor.backend {name!r} is not available (use local or celery)")

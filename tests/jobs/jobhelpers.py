@@ -11,8 +11,8 @@ from typing import Any
 from PIL import Image
 
 from nstbot.config import Config, EngineConfig, ExecutorConfig
-from nstbot.jobs.backend import Backend, BackendListener, RunRequest, WorkerLost, WorkerStatus
-from nstbot.jobs.model import Event, Job, is_terminal
+from nstbot.jobs.backend import Backend, BackendListener, WorkerLost, WorkerStatus
+from nstbot.jobs.model import Event, Job, RunRequest, is_terminal
 from nstbot.params import TransferParams
 
 

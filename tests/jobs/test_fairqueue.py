@@ -59,7 +59,9 @@ def test_remove_and_front() -> None:
     assert "a0" not in q and "a1" in q
     q.push("b-retry", 2, front=True)
     assert list(q) == ["b-retry", "a1", "b0"]
-    assert q.count_user(2) == 2 and q.user_of("a1") == 1
+    # User 2 has two jobs waiting, a1 is user 1's: seen in what each user's next turn pops.
+    assert q.pop_next(lambda u: u == 2) == "b-retry" and q.pop_next(lambda u: u == 2) == "b0"
+    assert q.pop_next(lambda u: u == 2) is None and q.pop_next(lambda u: u == 1) == "a1"
 
 
 def test_ineligible_users_are_skipped_but_keep_their_turn() -> None:

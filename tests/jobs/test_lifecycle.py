@@ -15,10 +15,10 @@ import pytest
 from jobhelpers import ManualBackend, collect, make_config, png, tiny_job
 
 from nstbot.jobs.backend import restart_delay
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
+from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, Progress
 from nstbot.jobs.scheduler import Scheduler, WorkersUnavailable
-from nstbot.jobs.storage import JobFiles
 
 IMG, STYLE = png("red"), png("blue")
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def test_the_bot_process_never_imports_torch(tmp_path: Path) -> None:
                     engine=EngineConfig(device="cpu", weights="random", allow_download=False),
                     executor=ExecutorConfig(devices=("cpu",)),
                 )
-                scheduler = Scheduler.from_config(config)
+                scheduler = Scheduler(config)
                 await scheduler.start()
                 job = Job.new(user_id=1, params=TransferParams(size=32, min_size=32, scales=1,
                                                                steps=1))

@@ -12,7 +12,7 @@ import pytest
 from jobhelpers import ManualBackend, make_config, png, tiny_job
 
 from nstbot.jobs.backend import WorkerLost
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
 from nstbot.jobs.scheduler import (
     GuildQueueFull,
@@ -76,8 +76,7 @@ async def test_per_user_running_limit_lets_other_users_through(tmp_path: Path) -
 
 async def test_every_limit_refuses_with_its_own_class(tmp_path: Path) -> None:
     s, _ = await started(tmp_path, max_queue=5, per_user_queued=2, per_guild_queued=2)
-    await submit(s, user=1)  # runs at once: not waiting
-    await submit(s, user=1)
+    await submit(s, user=1)  # runs at once: in flight, not waiting
     await submit(s, user=1)
     with pytest.raises(UserQueueFull) as refused:
         await submit(s, user=1)
@@ -87,6 +86,7 @@ async def test_every_limit_refuses_with_its_own_class(tmp_path: Path) -> None:
     with pytest.raises(GuildQueueFull):
         await submit(s, user=4, guild=7)
     await submit(s, user=5)  # no guild (a DM): no guild limit
+    await submit(s, user=9)
     with pytest.raises(QueueFull):
         await submit(s, user=6, guild=8)
     assert s.stats()["refused"] == 3 and s.stats()["queued"] == 5
@@ -123,7 +123,7 @@ async def test_positions_and_queued_events_follow_the_queue(tmp_path: Path) -> N
 
 
 async def test_cancel_queued_is_immediate_and_frees_the_limit(tmp_path: Path) -> None:
-    s, _ = await started(tmp_path, per_user_queued=1)
+    s, _ = await started(tmp_path, per_user_queued=2)  # one running and one waiting
     await submit(s, user=1)
     queued = await submit(s, user=1)
     assert await queued.cancel("changed my mind")

@@ -6,10 +6,15 @@ deliver it again) or the retention period passes. Synchronous: call from a worke
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
+
+FULL_BELOW_BYTES = 8 << 20
+"""A data folder with less free space than this reads as full."""
 
 
 class JobFiles:
@@ -29,8 +34,13 @@ class JobFiles:
         folder = self.folder(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / "content.img"] + [folder / f"style{i}.img" for i in range(len(styles))]
-        for path, data in zip(paths, [content, *styles], strict=True):
-            _write(path, data)
+        try:
+            for path, data in zip(paths, [content, *styles], strict=True):
+                self.write_file(path, data)
+        except BaseException:
+            # A refused submit leaves nothing behind (a full disk must not fill up with folders).
+            self.remove(job_id)
+            raise
         return [str(p) for p in paths]
 
     def write_result(self, job_id: str, data: bytes, name: str = "result.png") -> str:
@@ -38,8 +48,25 @@ class JobFiles:
         folder = self.folder(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
-        _write(path, data)
+        self.write_file(path, data)
         return str(path)
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write one file whole or not at all (the one place job files are written)."""
+        # Write then rename, so a crash never leaves a half-written image under the final name.
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def free_bytes(self) -> int:
+        """Free space where the job files live."""
+        where = self.root if self.root.exists() else self.root.parent
+        return shutil.disk_usage(where).free
 
     @staticmethod
     def remove_files(paths: list[str]) -> None:
@@ -66,9 +93,8 @@ class JobFiles:
         return removed
 
 
-def _write(path: Path, data: bytes) -> None:
-    # Write then rename, so a crash never leaves a half-written image under the final name.
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error is the disk running out of space (OSError ENOSPC, SQLite's "full")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)

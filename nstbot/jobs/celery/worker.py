@@ -9,8 +9,9 @@ mid-job (CUDA crash, OOM killer, SIGKILL) the main process survives, puts the me
 older Celery the pool forks instead, which is safe for the same reason: the parent holds no CUDA
 state and no torch threads (checked before starting).
 
-The run itself is the local backend's `_JobRunner` (decode, stylize with OOM retries, encode);
-only its two ends differ: events go to Redis instead of a pipe, and cancellation is a Redis key.
+The run itself is `nstbot.jobs.runtime.run_job`, as in a local worker process; this module is
+its Redis adapter: a `RedisReporter` (events to Redis keys and pub/sub) and a `RedisStop` (the
+cancel flag and the fence in Redis).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-from base64 import b64encode
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ from celery.signals import setup_logging as celery_setup_logging
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from nstbot.config import CeleryConfig, Config, LoggingConfig
-from nstbot.jobs.celery_app import (
-    MSG_INPUTS_GONE,
-    MSG_POISON,
+from nstbot.jobs import faults, messages
+from nstbot.jobs.backend import WorkerState
+from nstbot.jobs.celery.app import (
     SETTINGS_KEY,
     TASK_NAME,
     Keys,
@@ -45,18 +45,35 @@ from nstbot.jobs.celery_app import (
     job_ttl,
     loads,
     make_app,
-    redact_url,
+    outcome_record,
+    redact_redis_url,
     sync_redis,
     url_password,
+    wire_message,
 )
-from nstbot.jobs.worker import _JobRunner
+from nstbot.jobs.model import (
+    Cancelled,
+    Event,
+    Finished,
+    PayloadError,
+    Progress,
+    Started,
+    event_to_wire,
+)
+from nstbot.jobs.runtime import (
+    EventReporter,
+    RunSettings,
+    WorkerSettings,
+    describe_error,
+    parse_request,
+    run_job,
+)
 from nstbot.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 CANCEL_CHECK_S = 0.5  # how stale the step callback's view of the cancel flag may be
 FAILED_STATUS_TTL_S = 600  # a worker that cannot start stays visible to the bot this long
-FINAL_RETRIES = 6
 
 # SET final NX only while the fence names this run: a superseded or already-delivered run (its
 # keys deleted) must not store an outcome nobody will collect.
@@ -79,14 +96,7 @@ def run_worker(config: Config, device: str | None = None) -> int:
     name = f"nstbot.{device.replace(':', '')}.{os.getpid()}@{socket.gethostname()}"
     app = make_app(config, worker=True)
     app.conf[SETTINGS_KEY] = {
-        "name": name,
-        "device": device,
-        "engine": {
-            "weights": config.engine.weights,
-            "precision": config.engine.precision,
-            "allow_download": config.engine.allow_download,
-            "cache_bytes": config.engine.style_cache_mb << 20,
-        },
+        "worker": WorkerSettings.from_config(config, name=name, device=device),
         "celery": dataclasses.asdict(cfg),
         "logging": dataclasses.asdict(config.logging),
         "secrets": secrets,
@@ -97,7 +107,7 @@ def run_worker(config: Config, device: str | None = None) -> int:
         log.warning("torch is imported in the worker's main process; pool processes inherit it")
     log.info(
         "worker %s on %s: queue %s, broker %s",
-        name, device, cfg.queue, redact_url(cfg.broker_url),
+        name, device, cfg.queue, redact_redis_url(cfg.broker_url),
     )  # fmt: skip
     worker = app.Worker(
         hostname=name,
@@ -122,7 +132,7 @@ def run_worker(config: Config, device: str | None = None) -> int:
 
 def _start_failure(cfg: CeleryConfig, name: str) -> str | None:
     try:
-        with contextlib.closing(sync_redis(cfg)) as client:
+        with contextlib.closing(sync_redis(cfg, retry=False)) as client:
             status = loads(client.get(Keys(cfg.queue).worker(name)))
     except Exception:
         return None
@@ -148,18 +158,15 @@ def _init_pool_process(**_: Any) -> None:
     _process = proc
     proc.start_heartbeat()
     try:
-        from nstbot.engine.transfer import StyleTransfer
-
-        engine = settings["engine"]
-        proc.engine = StyleTransfer(device=settings["device"], progress=False, **engine)
+        proc.engine = proc.settings.engine.load()
     except BaseException as exc:  # any failure to start must reach the bot with its reason
-        reason = str(exc) or type(exc).__name__
+        reason = describe_error(exc)
         log.error("worker %s cannot start: %s", proc.name, reason)
-        proc.set_status(state="stopped", last_error=reason, start_failed=True)
+        proc.set_status(state=WorkerState.STOPPED, last_error=reason, start_failed=True)
         # Without an engine this worker must not take jobs: ask the main process to stop.
         os.kill(os.getppid(), signal.SIGTERM)
         return
-    proc.set_status(state="ready", resolved_device=proc.engine.device)
+    proc.set_status(state=WorkerState.READY, resolved_device=proc.engine.device)
     log.info("worker %s ready on %s", proc.name, proc.engine.device)
 
 
@@ -171,7 +178,7 @@ def _exit_pool_process(**_: Any) -> None:
 
 
 @shared_task(name=TASK_NAME, bind=True)
-def run_job(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def run_task(self: Any, payload: Any) -> dict[str, Any]:
     """Run one job on this pool process's warm engine."""
     proc = _process
     if proc is None or proc.engine is None:
@@ -185,8 +192,12 @@ class _PoolProcess:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.cfg = CeleryConfig(**settings["celery"])
         self.keys = Keys(self.cfg.queue)
+        # Outcomes go through a client that retries across a Redis blip; status beats and the
+        # cancel check use one that fails at once, so neither stalls the heartbeat or the run.
         self.redis = sync_redis(self.cfg)
-        self.name = settings["name"]
+        self.quick = sync_redis(self.cfg, retry=False)
+        self.settings: WorkerSettings = settings["worker"]
+        self.name = self.settings.name
         self.engine: Any = None
         self.ttl = job_ttl(self.cfg)
         self.claim = self.redis.register_script(CLAIM_SCRIPT)
@@ -197,9 +208,9 @@ class _PoolProcess:
             "name": self.name,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "device": settings["device"],
+            "device": self.settings.engine.device,
             "resolved_device": None,
-            "state": "starting",
+            "state": WorkerState.STARTING,
             "job_id": None,
             "jobs_done": 0,
             "last_error": None,
@@ -239,7 +250,7 @@ class _PoolProcess:
             status = dict(self._status, at=time.time())
         ttl = FAILED_STATUS_TTL_S if status["start_failed"] else self.cfg.worker_timeout_s
         try:
-            pipe = self.redis.pipeline()
+            pipe = self.quick.pipeline()
             pipe.set(self.keys.worker(self.name), dumps(status), px=int(ttl * 1000))
             pipe.sadd(self.keys.workers, self.name)
             pipe.execute()
@@ -252,10 +263,14 @@ class _PoolProcess:
             log.info("worker %s: Redis reachable again", self.name)
         self._unreachable = False
 
-    def run(self, task_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Check the fence and the attempt count, fetch the inputs, run, publish the outcome."""
-        job = payload["job"]
-        job_id = job["id"]
+    def run(self, task_id: str, payload: Any) -> dict[str, Any]:
+        """Check the fence and count the run, fetch the inputs, run, publish the outcome."""
+        job_id = _job_id(payload)
+        if job_id is None:
+            # Without a job id no outcome can be stored for the bot to find; its job timeout
+            # ends the job.
+            log.error("task %s: payload without a job id, dropped: %.200r", task_id, payload)
+            return {"skipped": True}
         key = self._job_key(job_id)
         fence, final, cancel = self.redis.mget(key("task"), key("final"), key("cancel"))
         if fence is None or fence.decode() != task_id or final is not None:
@@ -266,20 +281,30 @@ class _PoolProcess:
         pipe.incr(key("attempts"))
         pipe.expire(key("attempts"), self.ttl)
         attempt = int(pipe.execute()[0])
-        events = _RedisEvents(self, job_id, task_id, attempt)
+        stop = RedisStop(self, job_id, task_id)
+        reporter = RedisReporter(self, job_id, task_id, attempt, stop)
+        try:
+            request = parse_request(payload)
+            settings = _run_settings(payload)
+        except PayloadError as exc:
+            log.error("job %s: cannot read the job: %s", job_id, exc.detail)
+            reporter.failed(str(exc), exc.detail)
+            return {"attempt": attempt}
         if attempt > self.cfg.max_attempts:
             log.warning("job %s: attempt %d is over the limit; failing it", job_id, attempt)
-            events.final({"type": "failed", "message": MSG_POISON.format(n=attempt - 1),
-                          "detail": f"max_attempts ({self.cfg.max_attempts}) reached"})  # fmt: skip
+            reporter.failed(
+                messages.stopped_repeatedly(attempt - 1),
+                f"max_attempts ({self.cfg.max_attempts}) reached",
+            )
             return {"attempt": attempt}
         if cancel is not None:
-            events.final({"type": "cancelled", "reason": "cancelled"})
+            reporter.cancelled()
             return {"attempt": attempt}
-        blobs = self.redis.mget(self.keys.inputs(job_id, int(payload["inputs"])))
+        blobs = self.redis.mget(request.inputs)
         if not blobs or any(b is None for b in blobs):
-            events.final({"type": "failed", "message": MSG_INPUTS_GONE, "detail": "inputs expired"})
+            reporter.failed(messages.INPUTS_GONE, "inputs expired")
             return {"attempt": attempt}
-        self.set_status(state="busy", job_id=job_id)
+        self.set_status(state=WorkerState.BUSY, job_id=job_id)
         log.info("job %s: attempt %d on %s (task %s)", job_id, attempt, self.name, task_id)
         try:
             with tempfile.TemporaryDirectory(prefix=f"nstbot-{job_id}-") as folder:
@@ -288,22 +313,33 @@ class _PoolProcess:
                     path = Path(folder) / f"in{i}.img"
                     path.write_bytes(blob)
                     paths.append(str(path))
-                token = _CancelToken(self, job_id, task_id)
-                runner = _JobRunner(self.engine, events, token, payload["settings"])
-                events.token = token
-                runner.run(1, {"job": job, "inputs": paths, "attempt": attempt})
+                local = dataclasses.replace(request, inputs=paths, attempt=attempt)
+                run_job(faults.for_run(self.engine, local), local, settings, reporter, stop)
         finally:
             with self._lock:
                 self._status["jobs_done"] += 1
-            self.set_status(state="ready", job_id=None)
+            self.set_status(state=WorkerState.READY, job_id=None)
         return {"attempt": attempt}
 
     def _job_key(self, job_id: str) -> Any:
         return lambda part: self.keys.job(job_id, part)
 
 
-class _CancelToken:
-    """Stands in for the local worker's shared integer: `value == 1` means stop this run."""
+def _job_id(payload: Any) -> str | None:
+    job = payload.get("job") if isinstance(payload, dict) else None
+    job_id = job.get("id") if isinstance(job, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None
+
+
+def _run_settings(payload: dict[str, Any]) -> RunSettings:
+    try:
+        return RunSettings.from_dict(payload["settings"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PayloadError(f"malformed run settings: {type(exc).__name__}: {exc}") from exc
+
+
+class RedisStop:
+    """Set once the bot asked to cancel the job or sent it again (this run is superseded)."""
 
     def __init__(self, proc: _PoolProcess, job_id: str, task_id: str) -> None:
         self.proc = proc
@@ -312,110 +348,94 @@ class _CancelToken:
         self.reason: str | None = None  # "cancel" (the user) or "fenced" (superseded)
         self._checked = -1e9
 
-    @property
-    def value(self) -> int:
-        """1 once the bot asked to cancel or the run was superseded; read at most every 0.5 s."""
+    def is_set(self) -> bool:
+        """Read the flags at most every CANCEL_CHECK_S; a Redis blip does not stop a run."""
         now = time.monotonic()
         if self.reason is None and now - self._checked >= CANCEL_CHECK_S:
             self._checked = now
             try:
-                cancel, fence, final = self.proc.redis.mget(self.keys)
+                cancel, fence, final = self.proc.quick.mget(self.keys)
             except Exception:
-                return 0  # a Redis blip does not stop a run
+                return False
             if cancel is not None:
                 self.reason = "cancel"
             elif fence != self.task_id or final is not None:
                 self.reason = "fenced"
-        return 1 if self.reason else 0
+        return self.reason is not None
 
 
-class _RedisEvents:
-    """Stands in for the local worker's pipe: the runner's messages become Redis writes."""
+class RedisReporter(EventReporter):
+    """A run's events as Redis writes: progress to the state key and the event channel, the
+    outcome to the job's `final` key (first one wins) and a note on the channel."""
 
-    def __init__(self, proc: _PoolProcess, job_id: str, task_id: str, attempt: int) -> None:
+    def __init__(
+        self, proc: _PoolProcess, job_id: str, task_id: str, attempt: int, stop: RedisStop
+    ) -> None:
         self.proc = proc
         self.job_id = job_id
         self.task_id = task_id
         self.attempt = attempt
-        self.token: _CancelToken | None = None
+        self.stop = stop
         self._state: dict[str, Any] = {}
         self._warned = False
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        """Handle one runner message: started, progress, finished, failed or cancelled."""
-        kind = message[0]
-        if kind == "started":
+    def emit(self, event: Event) -> None:
+        """Publish one event (the runtime's attempt is replaced by this run's count)."""
+        if isinstance(event, Started):
+            event = dataclasses.replace(event, attempt=self.attempt)
             self._state = {"status": "running", "task": self.task_id, "worker": self.proc.name,
-                           "attempt": self.attempt, "device": message[2]["device"]}  # fmt: skip
-            self._update({"type": "started", "device": message[2]["device"],
-                          "attempt": self.attempt, "worker": self.proc.name})  # fmt: skip
-        elif kind == "progress":
-            self._state["progress"] = message[2]
-            preview = message[3]
-            event = dict(message[2], type="progress")
-            event["preview"] = b64encode(preview).decode() if preview else None
+                           "attempt": self.attempt, "device": event.device}  # fmt: skip
             self._update(event)
-        elif kind == "finished":
-            self._finished(message[2], message[3])
-        elif kind == "failed":
-            self.final({"type": "failed", **message[2]})
-        elif kind == "cancelled":
-            if self.token is not None and self.token.reason == "fenced":
-                log.info("job %s: run superseded (task %s), stopped", self.job_id, self.task_id)
-            else:
-                self.final({"type": "cancelled", "reason": "cancelled"})
+        elif isinstance(event, Progress):
+            self._state["progress"] = event_to_wire(dataclasses.replace(event, preview=None))[0]
+            self._update(event)
+        elif isinstance(event, Finished):
+            self._finished(event)
+        elif isinstance(event, Cancelled) and self.stop.reason == "fenced":
+            log.info("job %s: run superseded (task %s), stopped", self.job_id, self.task_id)
+        else:
+            self._final(event)
 
-    def _update(self, event: dict[str, Any]) -> None:
+    def _update(self, event: Event) -> None:
         proc = self.proc
-        event.update(job=self.job_id, task=self.task_id)
+        message = wire_message(event, job=self.job_id, task=self.task_id, worker=proc.name)
         try:
-            pipe = proc.redis.pipeline(transaction=False)
+            # Best effort, at once: a Redis blip must not hold up the run.
+            pipe = proc.quick.pipeline(transaction=False)
             pipe.set(proc.keys.job(self.job_id, "state"), dumps(self._state), ex=proc.ttl)
-            pipe.publish(proc.keys.events, dumps(event))
+            pipe.publish(proc.keys.events, dumps(message))
             pipe.execute()
         except Exception as exc:  # progress is best effort; the outcome is retried
             if not self._warned:
                 self._warned = True
                 log.warning("job %s: cannot publish progress: %s", self.job_id, exc)
 
-    def _finished(self, stats: dict[str, Any], png: bytes) -> None:
+    def _finished(self, event: Finished) -> None:
         proc = self.proc
         image_key = proc.keys.job(self.job_id, f"image:{self.task_id}")
-        stats = dict(stats, worker=proc.name)
+        event = dataclasses.replace(event, stats=dict(event.stats, worker=proc.name))
         ttl = int(proc.cfg.result_ttl_s)
-        self._retry(lambda: proc.redis.set(image_key, png, ex=ttl))
-        if not self.final({"type": "finished", "stats": stats, "image_key": image_key}):
-            self._retry(lambda: proc.redis.delete(image_key))
+        proc.redis.set(image_key, event.image, ex=ttl)
+        if not self._final(event, image_key=image_key):
+            proc.redis.delete(image_key)
 
-    def final(self, outcome: dict[str, Any]) -> bool:
+    def _final(self, event: Event, image_key: str | None = None) -> bool:
         """Store the job's outcome if this run is still the job's current one and nothing ended
         the job first (another run, or the bot); then notify the bot."""
         proc = self.proc
         # Free before final: the bot counts this worker idle as soon as it reads the outcome.
-        proc.set_status(state="ready", job_id=None)
-        outcome = dict(outcome, task=self.task_id, worker=proc.name, attempt=self.attempt)
+        proc.set_status(state=WorkerState.READY, job_id=None)
+        outcome = outcome_record(
+            event, task=self.task_id, worker=proc.name, attempt=self.attempt, image_key=image_key
+        )
         fence, key = proc.keys.job(self.job_id, "task"), proc.keys.job(self.job_id, "final")
         ttl = int(proc.cfg.result_ttl_s)
-        won = self._retry(
-            lambda: proc.claim(keys=[fence, key], args=[self.task_id, dumps(outcome), ttl])
-        )
-        if not won:
+        if not proc.claim(keys=[fence, key], args=[self.task_id, dumps(outcome), ttl]):
             log.info("job %s: already ended or superseded; %s discarded", self.job_id,
-                     outcome["type"])  # fmt: skip
+                     type(event).__name__)  # fmt: skip
             return False
-        log.info("job %s %s (attempt %d)", self.job_id, outcome["type"], self.attempt)
+        log.info("job %s %s (attempt %d)", self.job_id, type(event).__name__, self.attempt)
         note = {"type": "final", "job": self.job_id, "task": self.task_id}
         with contextlib.suppress(Exception):  # the bot's poll finds `final` anyway
             proc.redis.publish(proc.keys.events, dumps(note))
         return True
-
-    def _retry(self, call: Any) -> Any:
-        for attempt in range(FINAL_RETRIES):
-            try:
-                return call()
-            except Exception as exc:
-                if attempt == FINAL_RETRIES - 1:
-                    raise
-                log.warning("job %s: Redis write failed (%s); retrying", self.job_id, exc)
-                time.sleep(min(10.0, 0.5 * 2**attempt))
-        return None

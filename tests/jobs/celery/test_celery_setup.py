@@ -19,10 +19,9 @@ from jobhelpers import collect, png, tiny_job, until
 from redis_server import redis_available, redis_server
 
 from nstbot.config import CeleryConfig, Config, ConfigError, load_config
-from nstbot.jobs.backend import RunRequest
-from nstbot.jobs.celery_app import async_redis, make_app, redact_url
-from nstbot.jobs.celery_backend import CeleryBackend
-from nstbot.jobs.model import Cancelled, Finished
+from nstbot.jobs.celery.app import async_redis, make_app, redact_redis_url
+from nstbot.jobs.celery.backend import CeleryBackend
+from nstbot.jobs.model import Cancelled, Finished, RunRequest
 from nstbot.jobs.scheduler import Scheduler, WorkersUnavailable
 
 IMG, STYLE = png("red"), png("blue")
@@ -67,22 +66,22 @@ def test_rediss_urls_get_tls_options_and_passwords_stay_out_of_logs() -> None:
     client = async_redis(cfg)
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_ca_certs"] == "/etc/ca.pem"
-    assert redact_url(url) == "rediss://:***@redis.example:6380/0"
-    assert redact_url("redis://u:p4ss@h/1") == "redis://u:***@h/1"
-    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+    assert redact_redis_url(url) == "rediss://:***@redis.example:6380/0"
+    assert redact_redis_url("redis://u:p4ss@h/1") == "redis://u:***@h/1"
+    assert redact_redis_url("redis://h:6379/0") == "redis://h:6379/0"
 
 
 def test_executor_backend_selects_the_backend(tmp_path: Path) -> None:
     config = celery_config(tmp_path, "redis://127.0.0.1:1/0", "q")
-    assert isinstance(Scheduler.from_config(config)._backend, CeleryBackend)
+    assert isinstance(Scheduler(config)._backend, CeleryBackend)
     wrong = dataclasses.replace(config.executor, backend="carrier-pigeon")
     with pytest.raises(ValueError, match="local or celery"):
-        Scheduler.from_config(dataclasses.replace(config, executor=wrong))
+        Scheduler(dataclasses.replace(config, executor=wrong))
 
 
 def test_neither_the_bot_side_nor_a_worker_main_process_imports_torch() -> None:
     code = (
-        "import sys, nstbot.jobs.celery_backend, nstbot.jobs.celery_worker, nstbot.jobs.scheduler;"
+        "import sys, nstbot.jobs.celery.backend, nstbot.jobs.celery.worker, nstbot.jobs.scheduler;"
         "print([m for m in sys.modules if m == 'torch' or m.startswith('nstbot.engine')])"
     )
     done = subprocess.run(
@@ -96,7 +95,7 @@ async def test_with_no_worker_connected_jobs_are_refused_after_the_grace(
 ) -> None:
     config = celery_config(tmp_path, redis_url, f"empty{uuid.uuid4().hex[:6]}")
     grace = dataclasses.replace(config.celery, no_worker_grace_s=0.5)
-    scheduler = Scheduler.from_config(dataclasses.replace(config, celery=grace))
+    scheduler = Scheduler(dataclasses.replace(config, celery=grace))
     await scheduler.start()
     try:
         waiting = await scheduler.submit(tiny_job(), content=IMG, styles=[STYLE])
@@ -114,7 +113,7 @@ async def test_a_worker_that_cannot_start_says_why(redis_url: str, tmp_path: Pat
     pool = Workers(redis_url, queue, tmp_path)
     missing = tmp_path / "missing-vgg19.pth"
     (proc,) = pool.start(1, NSTBOT_ENGINE_WEIGHTS=str(missing))
-    scheduler = Scheduler.from_config(celery_config(tmp_path / "data", redis_url, queue))
+    scheduler = Scheduler(celery_config(tmp_path / "data", redis_url, queue))
     await scheduler.start(wait_ready=False)
     try:
         await until(lambda: scheduler.health().unavailable_reason, 60, "the failure to show")
@@ -138,7 +137,7 @@ async def test_a_job_over_tls_with_a_password(tmp_path: Path, caplog) -> None:
         pool.start(1, NSTBOT_CELERY_SSL_CA_CERTS=server.ca_certs or "")
         config = celery_config(tmp_path / "data", server.url, queue)
         tls = dataclasses.replace(config.celery, ssl_ca_certs=server.ca_certs)
-        scheduler = Scheduler.from_config(dataclasses.replace(config, celery=tls))
+        scheduler = Scheduler(dataclasses.replace(config, celery=tls))
         await scheduler.start()
         try:
             await until(lambda: scheduler.health().workers_alive == 1, 60, "the worker")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -23,18 +24,21 @@ from nstbot.config import Config
 from nstbot.jobs.backend import (
     Backend,
     BackendListener,
-    RunRequest,
     WorkerLost,
+    WorkerState,
     WorkerStatus,
     restart_delay,
     wait_while,
 )
-from nstbot.jobs.model import Cancelled, Failed, Finished, Progress, Started
-from nstbot.jobs.worker import worker_main
+from nstbot.jobs.local.worker import worker_main
+from nstbot.jobs.model import RunRequest, Started, event_from_wire, is_terminal
+from nstbot.jobs.runtime import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_S = 0.2
+START_FAILURES_FATAL = 3
+"""Starts in a row that die without a reason (a signal, a timeout) before the slot gives up."""
 STOP_GRACE_S = 5.0
 
 
@@ -44,7 +48,7 @@ class _Slot:
     def __init__(self, index: int, device: str) -> None:
         self.name = f"w{index}"
         self.device = device
-        self.state = "stopped"
+        self.state = WorkerState.STOPPED
         self.proc: Any = None
         self.conn: Connection | None = None
         self.token: Any = None
@@ -62,6 +66,8 @@ class _Slot:
         self.jobs_done = 0
         self.last_error: str | None = None
         self.start_failed = False
+        self.start_failures = 0  # consecutive; reset when the worker is ready
+        self.gave_up: str | None = None  # why starting again is not expected to help
         self.next_start_at: float | None = None
 
     def status(self, now: float) -> WorkerStatus:
@@ -70,7 +76,9 @@ class _Slot:
             device=self.device,
             resolved_device=self.resolved_device,
             state=self.state,
-            pid=self.proc.pid if self.proc is not None and self.state != "waiting" else None,
+            pid=self.proc.pid
+            if self.proc is not None and self.state != WorkerState.WAITING
+            else None,
             job_id=self.request.job.id if self.request else None,
             jobs_done=self.jobs_done,
             restarts=self.restarts,
@@ -85,20 +93,7 @@ class LocalBackend(Backend):
 
     def __init__(self, config: Config) -> None:
         ex = config.executor
-        self._settings_base: dict[str, Any] = {
-            "weights": config.engine.weights,
-            "precision": config.engine.precision,
-            "allow_download": config.engine.allow_download,
-            "cache_bytes": config.engine.style_cache_mb << 20,
-            "progress_interval_s": ex.progress_interval_s,
-            "preview_interval_s": ex.preview_interval_s,
-            # Several beats per timeout, so one late beat under load is not fatal.
-            "heartbeat_interval_s": max(0.05, min(1.0, ex.heartbeat_timeout_s / 5)),
-            "image_limits": {
-                f: getattr(config.images, f) for f in config.images.__dataclass_fields__
-            },
-            "log_level": config.logging.level,
-        }
+        self._settings = WorkerSettings.from_config(config)
         self._heartbeat_timeout = ex.heartbeat_timeout_s
         self._start_timeout = ex.worker_start_timeout_s
         self._backoff_cap = ex.restart_backoff_max_s
@@ -126,25 +121,25 @@ class LocalBackend(Backend):
     async def wait_ready(self, timeout: float) -> None:
         """Wait until no worker is still starting for the first time (or `timeout` passes)."""
         await wait_while(
-            lambda: any(s.state in ("starting", "dying") for s in self._slots),
+            lambda: any(s.state in (WorkerState.STARTING, WorkerState.DYING) for s in self._slots),
             self._changed,
             timeout,
         )
 
     def free_slots(self) -> int:
         """Ready workers."""
-        return sum(1 for s in self._slots if s.state == "ready")
+        return sum(1 for s in self._slots if s.state == WorkerState.READY)
 
     def dispatch(self, request: RunRequest) -> None:
         """Send the job to the first ready worker."""
-        slot = next(s for s in self._slots if s.state == "ready")
+        slot = next(s for s in self._slots if s.state == WorkerState.READY)
         slot.seq = next(self._seq)
         slot.request = request
-        slot.state = "busy"
+        slot.state = WorkerState.BUSY
         slot.cancel_deadline = None
         try:
             assert slot.conn is not None
-            slot.conn.send(("run", slot.seq, request.to_dict()))
+            slot.conn.send(("run", slot.seq, self.payload(request)))
         except (OSError, AssertionError):
             # The worker just died; its pipe's end-of-file reports the job as lost.
             log.warning("job %s: worker %s pipe closed on dispatch", request.job.id, slot.name)
@@ -158,9 +153,11 @@ class LocalBackend(Backend):
                     slot.cancel_deadline = time.monotonic() + self._cancel_grace
 
     def unavailable_reason(self) -> str | None:
-        """The last start error, when every worker's latest start failed."""
-        if self._slots and all(s.start_failed for s in self._slots):
-            return next((s.last_error for s in self._slots if s.last_error), "workers failed")
+        """Why no worker can start, once every one failed for a reason that restarting does not
+        cure: the engine's own error (missing weights, no GPU) or several failed starts in a row.
+        A start killed by a signal (OOM killer, a GPU resetting) leaves jobs waiting."""
+        if self._slots and all(s.gave_up for s in self._slots):
+            return next(s.gave_up for s in self._slots if s.gave_up)
         return None
 
     def workers(self) -> list[WorkerStatus]:
@@ -185,7 +182,7 @@ class LocalBackend(Backend):
         procs = [s.proc for s in self._slots if s.proc is not None]
         await asyncio.to_thread(_join_all, procs, STOP_GRACE_S)
         for slot in self._slots:
-            slot.state = "stopped"
+            slot.state = WorkerState.STOPPED
             slot.gen += 1
             slot.request = None
         for task in list(self._tasks):
@@ -196,7 +193,8 @@ class LocalBackend(Backend):
     async def _spawn(self, slot: _Slot) -> None:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         token = self._ctx.RawValue("q", 0)
-        settings = dict(self._settings_base, device=slot.device, name=slot.name)
+        engine = dataclasses.replace(self._settings.engine, device=slot.device)
+        settings = self._settings.replace(name=slot.name, engine=engine)
         proc = self._ctx.Process(
             target=worker_main,
             args=(child_conn, token, settings),
@@ -204,7 +202,7 @@ class LocalBackend(Backend):
             daemon=True,
         )
         slot.gen += 1
-        slot.state = "starting"
+        slot.state = WorkerState.STARTING
         slot.next_start_at = None
         slot.kill_reason = None
         slot.startup_error = None
@@ -250,9 +248,11 @@ class LocalBackend(Backend):
         if kind == "hb":
             return
         if kind == "ready":
-            slot.state = "ready"
+            slot.state = WorkerState.READY
             slot.resolved_device = message[1]["device"]
             slot.start_failed = False
+            slot.start_failures = 0
+            slot.gave_up = None
             log.info("worker %s ready on %s", slot.name, slot.resolved_device)
             self._notify_capacity()
             return
@@ -261,35 +261,30 @@ class LocalBackend(Backend):
             slot.startup_error = f"{info['message']}"
             log.error("worker %s cannot start: %s: %s", slot.name, info["kind"], info["message"])
             return
+        if kind != "event":
+            return
         seq, request = message[1], slot.request
         if request is None or seq != slot.seq:
             return  # an answer about a run we no longer track
-        job_id = request.job.id
-        if kind == "started":
-            self._report(job_id, Started(device=message[2]["device"], attempt=request.attempt))
-        elif kind == "progress":
-            self._report(job_id, Progress(**message[2], preview=message[3]))
-        elif kind in ("finished", "failed", "cancelled"):
-            if kind == "finished":
-                event: Any = Finished(image=message[3], stats=message[2])
-            elif kind == "failed":
-                event = Failed(message=message[2]["message"], detail=message[2].get("detail"))
-            else:
-                event = Cancelled()
+        event = event_from_wire(message[2], message[3])
+        if isinstance(event, Started):
+            event = dataclasses.replace(event, attempt=request.attempt)
+        if is_terminal(event):
             slot.request = None
-            slot.state = "ready"
+            slot.state = WorkerState.READY
             slot.cancel_deadline = None
             slot.jobs_done += 1
             slot.failures = 0
-            self._report(job_id, event)
+        self._report(request.job.id, event)
+        if is_terminal(event):
             self._notify_capacity()
 
     def _on_eof(self, slot: _Slot, gen: int) -> None:
-        if gen != slot.gen or self._stopping or slot.state == "dying":
+        if gen != slot.gen or self._stopping or slot.state == WorkerState.DYING:
             return
         slot.gen += 1  # anything else this process sent is now stale
-        was_starting = slot.state == "starting"
-        slot.state = "dying"
+        was_starting = slot.state == WorkerState.STARTING
+        slot.state = WorkerState.DYING
         task = asyncio.ensure_future(self._reap(slot, slot.proc, was_starting))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -316,10 +311,16 @@ class LocalBackend(Backend):
         slot.proc = slot.conn = None
         slot.last_error = reason
         slot.start_failed = start_failed
+        if start_failed:
+            slot.start_failures += 1
+            if slot.startup_error:
+                slot.gave_up = slot.startup_error
+            elif slot.start_failures >= START_FAILURES_FATAL:
+                slot.gave_up = f"{reason} ({slot.start_failures} starts in a row)"
         slot.failures += 1
         slot.restarts += 1
         delay = restart_delay(slot.failures, self._backoff_cap)
-        slot.state = "waiting"
+        slot.state = WorkerState.WAITING
         slot.next_start_at = time.monotonic() + delay
         log.warning("worker %s down: %s; restarting in %.1f s", slot.name, reason, delay)
         if request is not None:
@@ -338,11 +339,18 @@ class LocalBackend(Backend):
             await asyncio.sleep(MONITOR_INTERVAL_S)
             now = time.monotonic()
             for slot in self._slots:
-                if slot.state == "waiting" and slot.next_start_at and now >= slot.next_start_at:
+                if (
+                    slot.state == WorkerState.WAITING
+                    and slot.next_start_at
+                    and now >= slot.next_start_at
+                ):
                     await self._spawn(slot)
-                elif slot.state == "starting" and now - slot.spawned_at > self._start_timeout:
+                elif (
+                    slot.state == WorkerState.STARTING
+                    and now - slot.spawned_at > self._start_timeout
+                ):
                     self._kill(slot, f"worker did not start within {self._start_timeout:.0f} s")
-                elif slot.state in ("ready", "busy"):
+                elif slot.state in (WorkerState.READY, WorkerState.BUSY):
                     if now - slot.last_seen > self._heartbeat_timeout:
                         self._kill(
                             slot,
@@ -351,7 +359,7 @@ class LocalBackend(Backend):
                         )
                     elif slot.cancel_deadline is not None and now > slot.cancel_deadline:
                         self._kill(slot, "worker did not stop the job when asked")
-                alive = slot.state in ("starting", "ready", "busy")
+                alive = slot.state.alive
                 if alive and slot.proc is not None and slot.proc.exitcode is not None:
                     # Backstop: normally the pipe's end-of-file reports a death first.
                     self._on_eof(slot, slot.gen)

@@ -5,14 +5,16 @@ Nothing here imports torch: the bot process and a worker's main (consumer) proce
 Redis layout (prefix `nstbot:<queue>`; every job key has a TTL, results are deleted at delivery):
   :workers                  set of worker names; `:worker:<name>` holds each one's status JSON
                             with a TTL of `worker_timeout_s`, rewritten every heartbeat
-  :events                   pub/sub channel of job events (JSON; previews base64)
+  :events                   pub/sub channel of job events: {job, task, worker, event, blob}
+                            with `event` in the model's wire form and a preview in base64
   :job:<id>:in<N>           input image bytes, content first, written by the bot at dispatch
   :job:<id>:task            the Celery task id the bot last sent for the job (the fence: a
                             message with any other id is stale and exits at once)
   :job:<id>:state           JSON: sent | running (worker, attempt, device, latest progress)
   :job:<id>:cancel          set by the bot: stop this job
   :job:<id>:attempts        INCR at each run; past `max_attempts` the job fails
-  :job:<id>:final           the job's one outcome (SET NX: the first to end the job wins)
+  :job:<id>:final           the job's one outcome {task, worker, attempt, event, image_key}
+                            (SET NX: the first to end the job wins)
   :job:<id>:image:<task>    the PNG of a finished run (per task, so a duplicate run cannot
                             overwrite the winner's image)
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from base64 import b64decode, b64encode
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,16 +31,15 @@ from celery import Celery
 from celery.app.defaults import DEFAULTS
 
 from nstbot.config import CeleryConfig, Config
-from nstbot.jobs.model import Cancelled, Failed, Finished
+from nstbot.jobs import messages
+from nstbot.jobs.model import Event, Failed, event_from_wire, event_to_wire
 
 TASK_NAME = "nstbot.run_job"
-WORKER_MODULE = "nstbot.jobs.celery_worker"
+WORKER_MODULE = "nstbot.jobs.celery.worker"
 SETTINGS_KEY = "nstbot_worker"
 """Custom Celery setting carrying what a pool process needs (it travels with the pickled app)."""
 
-MSG_POISON = "Your image stopped the GPU worker {n} times, so it was not tried again."
-MSG_INPUTS_GONE = "The images for this job are no longer stored; please try again."
-MSG_RESULT_GONE = "Your image was finished, but the result expired before it could be delivered."
+REDIS_RETRIES = 6  # with exponential backoff from 0.5 s to 10 s: about half a minute in all
 
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 
@@ -78,7 +80,7 @@ def job_ttl(cfg: CeleryConfig) -> int:
     return int(cfg.visibility_timeout_s + cfg.hard_time_limit_s + 600)
 
 
-def redact_url(url: str) -> str:
+def redact_redis_url(url: str) -> str:
     """The URL with its password replaced, fit for logs."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -104,18 +106,28 @@ def _redis_ssl(cfg: CeleryConfig, url: str) -> dict[str, Any]:
     return options
 
 
-def sync_redis(cfg: CeleryConfig) -> Any:
-    """A blocking redis-py client for the job data (workers)."""
+def sync_redis(cfg: CeleryConfig, *, retry: bool = True) -> Any:
+    """A blocking redis-py client for the job data (workers); with `retry`, a command that meets
+    a dropped connection is retried with backoff for about half a minute before it raises."""
     import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
 
     url = data_url(cfg)
+    retries = REDIS_RETRIES if retry else 0
     return redis.Redis.from_url(
-        url, socket_timeout=30, health_check_interval=30, **_redis_ssl(cfg, url)
+        url,
+        socket_timeout=30,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=10.0, base=0.5), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **_redis_ssl(cfg, url),
     )
 
 
 def async_redis(cfg: CeleryConfig) -> Any:
-    """A redis.asyncio client for the job data (the bot's event loop)."""
+    """A redis.asyncio client for the job data (the bot's event loop); no retries: the bot's
+    poll loop comes back every poll interval and must not stall on one command."""
     import redis.asyncio
 
     url = data_url(cfg)
@@ -186,13 +198,40 @@ def loads(raw: bytes | str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def outcome_event(outcome: dict[str, Any], image: bytes | None) -> Finished | Failed | Cancelled:
+def wire_message(event: Event, **fields: Any) -> dict[str, Any]:
+    """A pub/sub message: `fields` (job, task, worker) and the event in the model's wire form,
+    its bytes (a preview) in base64."""
+    data, blob = event_to_wire(event)
+    return dict(fields, event=data, blob=b64encode(blob).decode() if blob else None)
+
+
+def message_event(message: dict[str, Any]) -> Event | None:
+    """The event of a pub/sub message, or None when it carries none this version reads."""
+    blob = message.get("blob")
+    try:
+        return event_from_wire(message["event"], b64decode(blob) if blob else None)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def outcome_record(event: Event, *, image_key: str | None = None, **fields: Any) -> dict[str, Any]:
+    """What `:job:<id>:final` holds: `fields` (task, worker, attempt), the event in wire form
+    (a Finished one's PNG lives under `image_key`)."""
+    return dict(fields, event=event_to_wire(event)[0], image_key=image_key)
+
+
+def outcome_kind(outcome: dict[str, Any]) -> str | None:
+    """finished, failed or cancelled: the type of a stored outcome."""
+    event = outcome.get("event")
+    return event.get("type") if isinstance(event, dict) else None
+
+
+def outcome_event(outcome: dict[str, Any], image: bytes | None) -> Event:
     """The final event a stored outcome stands for (`image`: the PNG a finished run stored)."""
-    kind = outcome.get("type")
-    if kind == "finished":
-        if image is None:
-            return Failed(MSG_RESULT_GONE, "result image expired")
-        return Finished(image=image, stats=outcome.get("stats") or {})
-    if kind == "failed":
-        return Failed(outcome.get("message") or "The job failed.", outcome.get("detail"))
-    return Cancelled(reason=outcome.get("reason") or "cancelled")
+    if outcome_kind(outcome) == "finished" and image is None:
+        return Failed(messages.RESULT_GONE, "result image expired")
+    try:
+        event = event_from_wire(outcome["event"], image)
+    except (KeyError, TypeError, ValueError) as exc:
+        return Failed(messages.RUN_FAILED, f"unreadable outcome in Redis: {exc}")
+    return event

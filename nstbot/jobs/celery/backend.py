@@ -2,8 +2,8 @@
 
 The bot keeps the fair queue (nstbot.jobs.scheduler) and hands Celery only as many jobs as there
 are idle workers, so the fair order decides who runs next, not Redis' list order. Workers write
-their status to Redis every heartbeat (nstbot.jobs.celery_watch); jobs travel as JSON, inputs
-and results as bytes in Redis keys with a TTL (layout in nstbot.jobs.celery_app). Events come
+their status to Redis every heartbeat (nstbot.jobs.celery.watch); jobs travel as JSON, inputs
+and results as bytes in Redis keys with a TTL (layout in nstbot.jobs.celery.app). Events come
 back over Redis pub/sub, with a poll of the same keys as the fallback.
 
 Delivery: a message is acknowledged after its run and put back when the process running it dies,
@@ -22,26 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
+import math
 import time
 import uuid
-from base64 import b64decode
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from nstbot.config import Config
-from nstbot.jobs.backend import (
-    Backend,
-    BackendListener,
-    RunRequest,
-    WorkerLost,
-    WorkerStatus,
-    wait_while,
-)
-from nstbot.jobs.celery_app import (
-    MSG_POISON,
+from nstbot.jobs import messages
+from nstbot.jobs.backend import Backend, BackendListener, WorkerLost, WorkerStatus, wait_while
+from nstbot.jobs.celery.app import (
     TASK_NAME,
     Keys,
     async_redis,
@@ -50,12 +44,24 @@ from nstbot.jobs.celery_app import (
     job_ttl,
     loads,
     make_app,
+    message_event,
     outcome_event,
-    redact_url,
+    outcome_kind,
+    outcome_record,
+    redact_redis_url,
     url_password,
 )
-from nstbot.jobs.celery_watch import Run, WorkerRegistry, listen
-from nstbot.jobs.model import Failed
+from nstbot.jobs.celery.watch import Run, WorkerRegistry, listen
+from nstbot.jobs.model import (
+    Cancelled,
+    Event,
+    Failed,
+    Progress,
+    RunRequest,
+    Started,
+    event_from_wire,
+)
+from nstbot.jobs.runtime import RunSettings
 from nstbot.logs import add_secret
 
 log = logging.getLogger(__name__)
@@ -71,12 +77,7 @@ class CeleryBackend(Backend):
         self._cfg = cfg = config.celery
         self._keys = Keys(cfg.queue)
         self._ttl = job_ttl(cfg)
-        images = config.images
-        self._settings = {
-            "progress_interval_s": config.executor.progress_interval_s,
-            "preview_interval_s": config.executor.preview_interval_s,
-            "image_limits": {f: getattr(images, f) for f in images.__dataclass_fields__},
-        }
+        self._settings = RunSettings.from_config(config).to_dict()
         self._cancel_grace = max(15.0, cfg.worker_timeout_s)
         self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-celery")  # Celery calls block
         self._app: Any = None
@@ -92,6 +93,7 @@ class CeleryBackend(Backend):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cleanups: dict[str, tuple[asyncio.TimerHandle, list[str]]] = {}
         self._stopping = False
+        self._reachable_since = -math.inf  # when Redis came back after an outage
 
     # -- Backend API -------------------------------------------------------------------------
 
@@ -103,7 +105,7 @@ class CeleryBackend(Backend):
                 add_secret(password)
         self._app = make_app(self._config)
         self._redis = async_redis(self._cfg)
-        where = redact_url(data_url(self._cfg))
+        where = redact_redis_url(data_url(self._cfg))
         log.info("celery backend: queue %s, redis %s", self._cfg.queue, where)
         self._spawn(self._poll_loop())
         self._spawn(listen(self._redis, self._keys.events, self._on_event, lambda: self._stopping))
@@ -134,6 +136,8 @@ class CeleryBackend(Backend):
     def free_slots(self) -> int:
         """Idle workers (and those running a job of ours) less the jobs handed out; a stored
         outcome needs no worker to be delivered, so each adds a slot until dispatched."""
+        if self._registry.unreachable_since is not None:
+            return 0  # the worker list is from before the outage: nothing is known to be free
         ours = self._runs.keys() | self._expected
         return max(0, self._registry.capacity(ours) + len(self._stored) - len(self._runs))
 
@@ -148,7 +152,9 @@ class CeleryBackend(Backend):
     def cancel(self, job_id: str) -> None:
         """Set the job's cancel flag; a job not yet on a worker ends here and now."""
         run = self._runs.get(job_id)
-        if run is not None and run.cancel_at is None and not run.ended:
+        if run is not None and run.phase == "waiting" and not run.ended:
+            self._finish(run, Cancelled())  # never sent: nothing to stop
+        elif run is not None and run.cancel_at is None and not run.ended:
             run.cancel_at = time.monotonic()
             self._spawn(self._cancel(run))
 
@@ -190,7 +196,7 @@ class CeleryBackend(Backend):
         try:
             final, fence, raw = await self._redis.mget(key("final"), key("task"), key("state"))
         except Exception as exc:
-            self._lose(run, f"cannot reach Redis: {exc}")
+            self._wait_for_redis(run, exc)
             return
         state, task_id = loads(raw) or {}, fence.decode() if fence else None
         if final is not None:
@@ -216,16 +222,17 @@ class CeleryBackend(Backend):
                 lambda: [Path(p).read_bytes() for p in run.request.inputs]
             )
         except OSError as exc:
-            self._finish(run, Failed("The images for this job are no longer stored.", str(exc)))
+            self._finish(run, Failed(messages.INPUTS_GONE, str(exc)))
             return
         task_id = f"{job.id}-{uuid.uuid4().hex[:12]}"
         run.task_id, run.phase, run.lost_since = task_id, "sending", None
+        inputs = self._keys.inputs(job.id, len(blobs))
         # Only what a worker needs: `delivery` holds Discord tokens and stays with the bot.
-        payload = {"job": dict(job.to_dict(), delivery={}), "inputs": len(blobs),
-                   "settings": self._settings}  # fmt: skip
+        request = RunRequest(dataclasses.replace(job, delivery={}), inputs, run.request.attempt)
+        payload = dict(self.payload(request), settings=self._settings)
         try:
             pipe = self._redis.pipeline(transaction=True)
-            for name, blob in zip(self._keys.inputs(job.id, len(blobs)), blobs, strict=True):
+            for name, blob in zip(inputs, blobs, strict=True):
                 pipe.set(name, blob, ex=self._ttl)
             pipe.set(self._keys.job(job.id, "task"), task_id, ex=self._ttl)
             state = dumps({"status": "sent", "task": task_id})
@@ -235,7 +242,7 @@ class CeleryBackend(Backend):
                                      task_id=task_id, queue=self._cfg.queue)  # fmt: skip
             await asyncio.get_running_loop().run_in_executor(self._io, send)
         except Exception as exc:
-            self._lose(run, f"could not send the job: {exc}")
+            self._wait_for_redis(run, exc)
             return
         if run.phase == "sending":
             run.phase = "sent"
@@ -250,8 +257,8 @@ class CeleryBackend(Backend):
             return
         if attempts >= self._cfg.max_attempts:
             log.warning("job %s: %s after %d attempts; failing it", run.job_id, reason, attempts)
-            message = MSG_POISON.format(n=attempts)
-            await self._claim(run, {"type": "failed", "message": message, "detail": reason})
+            failed = Failed(messages.stopped_repeatedly(attempts), reason)
+            await self._claim(run, failed)
             return
         log.warning("job %s: %s; sending it again", run.job_id, reason)
         await self._send(run)
@@ -261,15 +268,16 @@ class CeleryBackend(Backend):
             await self._redis.set(self._keys.job(run.job_id, "cancel"), b"1", ex=self._ttl)
             if run.phase in ("sending", "sent"):
                 # Not on a worker yet: end it here; the message, if delivered, finds `final`.
-                await self._claim(run, {"type": "cancelled", "reason": "cancelled"})
+                await self._claim(run, Cancelled())
                 self._revoke(run.task_id, terminate=False)
         except Exception as exc:
             log.warning("job %s: cancel failed (%s); ending it after the grace", run.job_id, exc)
 
-    async def _claim(self, run: Run, outcome: dict[str, Any]) -> None:
+    async def _claim(self, run: Run, event: Failed | Cancelled) -> None:
         """End the job from the bot's side unless a worker ended it first; then collect it."""
         key = self._keys.job(run.job_id, "final")
-        await self._redis.set(key, dumps(outcome), nx=True, ex=int(self._cfg.result_ttl_s))
+        outcome = dumps(outcome_record(event, worker="bot"))
+        await self._redis.set(key, outcome, nx=True, ex=int(self._cfg.result_ttl_s))
         await self._collect(run)
 
     def _revoke(self, task_id: str | None, *, terminate: bool) -> None:
@@ -284,8 +292,8 @@ class CeleryBackend(Backend):
         try:
             outcome = loads(await self._redis.get(self._keys.job(run.job_id, "final")))
             image = None
-            if outcome and outcome.get("type") == "finished":
-                image = await self._redis.get(outcome.get("image_key", ""))
+            if outcome and outcome_kind(outcome) == "finished":
+                image = await self._redis.get(outcome.get("image_key") or "")
         except Exception as exc:
             log.warning("job %s: cannot read its outcome yet: %s", run.job_id, exc)
             return
@@ -293,8 +301,8 @@ class CeleryBackend(Backend):
             run.collecting = False
         if outcome is None:
             return
-        if outcome.get("type") == "finished":  # a run that may have ended before we saw it start
-            device = (outcome.get("stats") or {}).get("device", "")
+        if outcome_kind(outcome) == "finished":  # a run may have ended before we saw it start
+            device = (outcome["event"].get("stats") or {}).get("device", "")
             self._report(run.job_id, run.started(device, int(outcome.get("attempt") or 1)))
         self._registry.mark_idle(outcome.get("worker"), run.job_id)
         self._finish(run, outcome_event(outcome, image), outcome.get("image_key"))
@@ -314,7 +322,20 @@ class CeleryBackend(Backend):
     def _cleanup(self, job_id: str) -> None:
         entry = self._cleanups.pop(job_id, None)
         if entry is not None:
-            self._spawn(self._redis.delete(*entry[1]))
+            self._spawn(self._delete(entry[1]))
+
+    async def _delete(self, keys: list[str]) -> None:
+        try:
+            await self._redis.delete(*keys)
+        except Exception as exc:  # they expire anyway (every job key has a TTL)
+            log.info("cannot delete %d job keys yet: %s", len(keys), exc)
+
+    def _wait_for_redis(self, run: Run, exc: Exception) -> None:
+        """Redis failed us before the job reached a worker: it waits, and the first poll that
+        reaches Redis again sends it (or the no-worker grace ends it)."""
+        if run.phase != "waiting":
+            log.warning("job %s: cannot reach Redis (%s); it waits", run.job_id, exc)
+        run.phase, run.task_id = "waiting", None
 
     def _lose(self, run: Run, detail: str) -> None:
         log.warning("job %s: %s", run.job_id, detail)
@@ -326,29 +347,29 @@ class CeleryBackend(Backend):
 
     # -- events in ---------------------------------------------------------------------------
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        run = self._runs.get(event.get("job", ""))
+    def _on_event(self, message: dict[str, Any]) -> None:
+        run = self._runs.get(message.get("job", ""))
         if run is None or run.ended:
             return
-        kind = event.get("type")
-        if kind == "final":
+        if message.get("type") == "final":
             self._spawn(self._collect(run))
-        elif event.get("task") != run.task_id:
+            return
+        if message.get("task") != run.task_id:
             return  # from a run that was superseded
-        elif kind == "started":
-            run.phase, run.worker = "running", event.get("worker")
-            self._report(
-                run.job_id, run.started(event.get("device", ""), int(event.get("attempt", 1)))
-            )
-        elif kind == "progress":
-            preview = event.pop("preview", None)
-            self._report(run.job_id, run.progress(event, b64decode(preview) if preview else None))
+        event = message_event(message)
+        if isinstance(event, Started):
+            run.phase, run.worker = "running", message.get("worker")
+            self._report(run.job_id, run.started(event.device, event.attempt))
+        elif isinstance(event, Progress):
+            self._report(run.job_id, run.progress(event))
 
     def _follow(self, run: Run, state: dict[str, Any]) -> None:
         """Report what a job's state key says: its run started, its latest progress."""
         self._report(run.job_id, run.started(state.get("device", ""), int(state.get("attempt", 1))))
-        if progress := state.get("progress"):
-            self._report(run.job_id, run.progress(progress, None))
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            progress = event_from_wire(state["progress"])
+            if isinstance(progress, Progress):
+                self._report(run.job_id, run.progress(progress))
 
     # -- polling -----------------------------------------------------------------------------
 
@@ -356,20 +377,35 @@ class CeleryBackend(Backend):
         while not self._stopping:
             try:
                 await self._poll()
-                self._registry.unreachable_since = None
             except Exception as exc:
                 if self._registry.unreachable_since is None:
                     self._registry.unreachable_since = time.monotonic()
-                    where = redact_url(data_url(self._cfg))
+                    where = redact_redis_url(data_url(self._cfg))
                     log.error("cannot reach Redis at %s: %s", where, exc)
+                self._end_waiting_runs()
             self._polled.set()
             self._changed.set()
             self._notify_capacity(only_if_changed=True)
             await asyncio.sleep(self._cfg.poll_interval_s)
 
+    def _end_waiting_runs(self) -> None:
+        """Past the no-worker grace of an outage, jobs that never reached a worker fail."""
+        reason = self._registry.unavailable_reason()
+        if reason is None:
+            return
+        for run in [r for r in self._runs.values() if r.phase == "waiting" and not r.ended]:
+            self._finish(run, Failed(messages.unavailable(reason), "Redis unreachable"))
+
     async def _poll(self) -> None:
         await self._registry.refresh(self._redis)
+        if self._registry.unreachable_since is not None:
+            log.info("Redis reachable again")
+            self._reachable_since = time.monotonic()  # before judging any run, below
+            self._registry.unreachable_since = None
         self._expected &= self._registry.busy_jobs()
+        for run in [r for r in self._runs.values() if r.phase == "waiting" and not r.ended]:
+            run.phase = "sending"
+            self._spawn(self._start_run(run))
         runs = [r for r in self._runs.values() if r.task_id and not r.ended]
         if not runs:
             return
@@ -393,10 +429,14 @@ class CeleryBackend(Backend):
             run.cancel_at = now  # once per grace
             log.warning("job %s: the worker did not stop when asked; ending it", run.job_id)
             self._revoke(run.task_id, terminate=True)
-            self._spawn(self._claim(run, {"type": "cancelled", "reason": "did not stop"}))
+            self._spawn(self._claim(run, Cancelled(reason="did not stop")))
             return
         if run.phase != "running" or self._registry.runs(run.worker, run.job_id):
             run.lost_since = None
+            return
+        if now - self._reachable_since < self._cfg.worker_timeout_s:
+            # Redis was just unreachable: the workers could not write their status meanwhile,
+            # and a worker that kept painting gets one status period to say so.
             return
         # Gone (status expired: host down, main process killed), or moved on: its pool process
         # died, Celery put the message back, and another worker normally starts it at once.
@@ -409,7 +449,7 @@ class CeleryBackend(Backend):
 
     # -- reporting ---------------------------------------------------------------------------
 
-    def _report(self, job_id: str, event: Any) -> None:
+    def _report(self, job_id: str, event: Event | WorkerLost | None) -> None:
         if event is not None and self._listener is not None:
             self._listener.job_event(job_id, event)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -9,10 +10,10 @@ from pathlib import Path
 
 from jobhelpers import png, tiny_job
 
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.journal.journal import Journal
+from nstbot.jobs.journal.recovery import MAX_RECOVERED_ATTEMPTS, recover
+from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, JobState
-from nstbot.jobs.recovery import MAX_RECOVERED_ATTEMPTS, recover
-from nstbot.jobs.storage import JobFiles
 
 
 def setup(tmp_path: Path) -> tuple[Journal, JobFiles]:
@@ -29,7 +30,8 @@ def add(journal: Journal, files: JobFiles, **kw):
 def test_records_everything_in_wal_mode(tmp_path: Path) -> None:
     journal, files = setup(tmp_path)
     job, inputs = add(journal, files, user_id=5, guild_id=6)
-    assert journal.journal_mode() == "wal"
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.sqlite3")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert [Path(p).name for p in inputs] == ["content.img", "style0.img", "style1.img"]
     row = journal.get(job.id)
     assert row is not None and row.job == job and row.inputs == inputs

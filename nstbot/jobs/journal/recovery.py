@@ -7,20 +7,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nstbot.jobs.journal import Journal, JournalRow
+from nstbot.jobs import messages
+from nstbot.jobs.journal.journal import Journal, JournalRow
+from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, JobState
-from nstbot.jobs.storage import JobFiles
 
 log = logging.getLogger(__name__)
 
 # A job that was running when the whole process died this many times is not tried again: it may
 # be what kills the process.
 MAX_RECOVERED_ATTEMPTS = 3
-
-MSG_INPUTS_GONE = "Your job was lost while the bot restarted (its images are gone); please retry."
-MSG_BAD_PARAMS = "Your job could not be resumed after the bot was updated; please resubmit."
-MSG_POISON = "Your job stopped the bot repeatedly, so it was not tried again."
-MSG_RESULT_GONE = "Your image was finished, but the file was lost while the bot restarted."
 
 
 @dataclass
@@ -35,6 +31,13 @@ def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
     """Sort the journal's unfinished and undelivered jobs, updating the journal to match."""
     plan = RecoveryPlan()
     for row in journal.active():
+        if row.delivery_status == "ok":
+            # Its end never reached the journal (disk full), but the user has the outcome: a
+            # delivered job is never run again.
+            log.warning("job %s was delivered but not marked ended; marking it now", row.job.id)
+            journal.mark_done(row.job.id, JobState.FINISHED, finished_at=time.time())
+            files.remove(row.job.id)
+            continue
         problem = _problem(row)
         if problem is None:
             journal.mark_queued(row.job.id, row.attempts)
@@ -56,7 +59,7 @@ def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
         try:
             image = Path(row.result_path or "").read_bytes()
         except OSError:
-            plan.ended.append((row, Failed(MSG_RESULT_GONE, "result file missing")))
+            plan.ended.append((row, Failed(messages.RESULT_GONE, "result file missing")))
             continue
         name = Path(row.result_path or "nstbot.png").name
         plan.ended.append((row, Finished(image=image, stats=row.stats or {}, filename=name)))
@@ -65,10 +68,10 @@ def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
 
 def _problem(row: JournalRow) -> tuple[str, str] | None:
     if row.bad_params:
-        return MSG_BAD_PARAMS, f"stored parameters invalid: {row.bad_params}"
+        return messages.BAD_PARAMS, f"stored parameters invalid: {row.bad_params}"
     missing = [p for p in row.inputs if not Path(p).is_file()]
     if missing or not row.inputs:
-        return MSG_INPUTS_GONE, f"input files missing: {', '.join(missing) or 'none recorded'}"
+        return messages.INPUTS_GONE, f"input files missing: {', '.join(missing) or 'none recorded'}"
     if row.state is JobState.RUNNING and row.attempts >= MAX_RECOVERED_ATTEMPTS:
-        return MSG_POISON, f"running at {row.attempts} restarts"
+        return messages.stopped_repeatedly(row.attempts), f"running at {row.attempts} restarts"
     return None

@@ -205,10 +205,6 @@ class Journal:
         """Every job id in the journal."""
         return {r["id"] for r in self._exec("SELECT id FROM jobs").fetchall()}
 
-    def journal_mode(self) -> str:
-        """SQLite's journal mode (expected: wal)."""
-        return str(self._exec("PRAGMA journal_mode").fetchone()[0])
-
 
 def _row(row: sqlite3.Row) -> JournalRow:
     bad_params = None

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nstbot.jobs.journal import Journal
+from nstbot.jobs.errors import JournalUnavailable
+from nstbot.jobs.journal.journal import Journal
+from nstbot.jobs.journal.recovery import RecoveryPlan, recover
+from nstbot.jobs.journal.storage import FULL_BELOW_BYTES, JobFiles, is_disk_full
 from nstbot.jobs.model import Cancelled, Failed, Finished, Job, final_state
-from nstbot.jobs.recovery import RecoveryPlan, recover
-from nstbot.jobs.storage import JobFiles
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,18 +26,43 @@ T = TypeVar("T")
 class Records:
     """`<data_dir>/journal.sqlite3` and `<data_dir>/jobs/`, written from one thread in order."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, files: JobFiles | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.files = JobFiles(self.data_dir / "jobs")
+        self.files = files if files is not None else JobFiles(self.data_dir / "jobs")
         self.journal: Journal | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-journal")
 
     async def open(self, retention_hours: float) -> RecoveryPlan:
-        """Open the journal, prune old jobs and stray folders, and sort out unfinished jobs."""
-        self.journal = await self._call(Journal, self.data_dir / "journal.sqlite3")
+        """Open the journal, prune old jobs and stray folders, and sort out unfinished jobs;
+        JournalUnavailable (one line) when the data folder is full or the journal unreadable."""
+        try:
+            return await self._call(self._open, retention_hours)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalUnavailable(self._why(exc)) from exc
+
+    def _open(self, retention_hours: float) -> RecoveryPlan:
+        self.files.root.parent.mkdir(parents=True, exist_ok=True)
+        if self.files.free_bytes() < FULL_BELOW_BYTES:
+            raise OSError(28, "No space left on device")  # checked first: SQLite says "I/O error"
+        self.journal = Journal(self.data_dir / "journal.sqlite3")
         # Nothing is being submitted yet, so any folder the journal does not know is debris.
-        await self.prune(retention_hours, orphan_age_s=0.0)
-        return await self._call(recover, self.journal, self.files)
+        gone = self.journal.prune(time.time() - retention_hours * 3600, self.files.root)
+        orphans = self.files.remove_orphans(self.journal.known_ids(), 0.0)
+        if gone or orphans:
+            log.info("pruned %d old jobs and %d stray folders", len(gone), len(orphans))
+        return recover(self.journal, self.files)
+
+    def _why(self, exc: BaseException) -> str:
+        try:
+            free = self.files.free_bytes()
+        except OSError:
+            free = None
+        if is_disk_full(exc) or (free is not None and free < FULL_BELOW_BYTES):
+            left = f"{free / 2**20:.1f} MiB free" if free is not None else "no space left"
+            return (
+                f"the data folder {self.data_dir} is full ({left}); free some space and start again"
+            )
+        return f"the journal in {self.data_dir} cannot be opened: {exc}"
 
     async def close(self) -> None:
         """Finish pending writes and close the journal."""
@@ -100,7 +127,11 @@ class Records:
     def _store(self, job: Job, content: bytes, styles: list[bytes]) -> list[str]:
         assert self.journal is not None
         inputs = self.files.write_inputs(job.id, content, styles)
-        self.journal.add(job, inputs)
+        try:
+            self.journal.add(job, inputs)
+        except BaseException:
+            self.files.remove(job.id)  # a refused submit leaves no folder behind
+            raise
         return inputs
 
     def _ended(
@@ -113,13 +144,20 @@ class Records:
     ) -> None:
         result_path = None
         if isinstance(event, Finished):
-            result_path = self.files.write_result(job_id, event.image, event.filename)
+            try:
+                result_path = self.files.write_result(job_id, event.image, event.filename)
+            except OSError as exc:
+                # The user gets the image now all the same; the journal says it finished, with
+                # no file to hand over again should the bot stop before delivering it.
+                log.error("job %s: cannot keep its result file: %s", job_id, exc)
             self.files.remove_files(inputs)
         else:
             self.files.remove(job_id)
         error = detail = None
         if isinstance(event, Failed):
             error, detail = event.message, event.detail
+        # Should this write fail too (the journal's disk full), the row stays "running"; once a
+        # delivery is recorded, recovery knows not to run it again.
         journal.mark_done(
             job_id,
             final_state(event),

@@ -20,8 +20,8 @@ from celery_helpers import Workers, celery_config
 from jobhelpers import ManualBackend, collect, png, tiny_job, until
 from PIL import Image
 
-from nstbot.jobs import celery_backend
-from nstbot.jobs.celery_app import MSG_POISON
+from nstbot.jobs import messages
+from nstbot.jobs.celery import backend as celery_backend
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
 from nstbot.jobs.scheduler import Scheduler
 
@@ -47,7 +47,7 @@ def workers(redis_url: str, queue: str, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 async def sched(redis_url: str, queue: str, workers: Workers, tmp_path: Path):
     workers.wait_ready(2)
-    scheduler = Scheduler.from_config(celery_config(tmp_path / "data", redis_url, queue))
+    scheduler = Scheduler(celery_config(tmp_path / "data", redis_url, queue))
     await scheduler.start()
     assert scheduler.health().workers_alive == 2, scheduler.health()
     yield scheduler
@@ -104,7 +104,7 @@ async def test_without_pub_sub_the_poll_still_brings_progress_and_the_result(
         await asyncio.Event().wait()
 
     monkeypatch.setattr(celery_backend, "listen", deaf)
-    scheduler = Scheduler.from_config(celery_config(tmp_path / "data", redis_url, queue))
+    scheduler = Scheduler(celery_config(tmp_path / "data", redis_url, queue))
     await scheduler.start()
     try:
         events = await collect(await submit(scheduler, steps=8, test_step_sleep=0.1), 60)
@@ -173,14 +173,51 @@ async def test_a_job_that_kills_its_worker_every_time_fails(sched, workers) -> N
     events = await collect(handle, 120)
     (result,) = finals(events)
     assert isinstance(result, Failed), result
-    assert result.message == MSG_POISON.format(n=2)  # max_attempts = 2 in these tests
+    assert result.message == messages.stopped_repeatedly(2)  # max_attempts = 2 in these tests
     assert [e.attempt for e in events if isinstance(e, Started)][-1] == 2
     workers.wait_ready(2)
 
 
+class NewerBot(celery_backend.CeleryBackend):
+    """A bot of a later version: its payloads carry what these workers do not know."""
+
+    def payload(self, request):
+        data = super().payload(request)
+        skew = request.job.params.extra.get("skew")
+        if skew == "param":
+            data["job"]["params"]["brush_texture"] = "oil"
+        elif skew == "version":
+            data["version"] = 99
+        return data
+
+
+@pytest.mark.parametrize(("skew", "named"), [("param", "brush_texture"), ("version", "99")])
+async def test_a_payload_the_worker_cannot_read_fails_clearly(
+    redis_url, queue, workers, tmp_path, skew, named
+):
+    workers.wait_ready(2)
+    config = celery_config(tmp_path / "data", redis_url, queue)
+    scheduler = Scheduler(config, backend=NewerBot(config))
+    await scheduler.start()
+    try:
+        before = workers.statuses()
+        handle = await submit(scheduler, skew=skew)
+        events = await collect(handle, 30)  # not the job timeout (120 s here, 900 s by default)
+        (result,) = finals(events)
+        assert isinstance(result, Failed), events
+        assert result.message == messages.VERSION_SKEW and named in (result.detail or "")
+        assert not any(isinstance(e, Started) for e in events)
+        after = workers.wait_ready(2)
+        # The same pool processes, still up: nothing crashed.
+        assert {n: s["pid"] for n, s in after.items()} == {n: s["pid"] for n, s in before.items()}
+        assert isinstance(await (await submit(scheduler)).wait(), Finished)
+    finally:
+        await scheduler.stop()
+
+
 async def test_a_bot_restart_mid_job_delivers_each_result_once(redis_url, queue, workers, tmp_path):
     config = celery_config(tmp_path / "data", redis_url, queue)
-    first = Scheduler.from_config(config)
+    first = Scheduler(config)
     await first.start()
     slow = await submit(first, 1, steps=30, test_step_sleep=0.15)
     quick = await submit(first, 2, steps=8, test_step_sleep=0.1)
@@ -195,7 +232,7 @@ async def test_a_bot_restart_mid_job_delivers_each_result_once(redis_url, queue,
     await until(lambda: workers.redis.exists(final_key), 30, "the quick job to end remotely")
     restarted_at = time.time()
 
-    second = Scheduler.from_config(config)
+    second = Scheduler(config)
     await second.start()
     handles = {h.id: h for h in second.recovered()}
     assert set(handles) == {slow.id, quick.id}

@@ -1,7 +1,7 @@
 """The real worker process (CPU, random weights, 32 px, a few steps), shared by this module.
 
 Each test leaves the worker idle for the next. Faults come from params.extra (see
-nstbot.jobs.worker.TEST_FAULTS_ENV, enabled in conftest.py).
+nstbot.jobs.faults.TEST_FAULTS_ENV, enabled in conftest.py).
 """
 
 from __future__ import annotations

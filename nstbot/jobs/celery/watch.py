@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nstbot.config import CeleryConfig
-from nstbot.jobs.backend import RunRequest, WorkerStatus
-from nstbot.jobs.celery_app import Keys, loads
-from nstbot.jobs.model import Progress, Started
+from nstbot.jobs.backend import WorkerState, WorkerStatus
+from nstbot.jobs.celery.app import Keys, loads
+from nstbot.jobs.model import Progress, RunRequest, Started
 
 log = logging.getLogger(__name__)
-
-ALIVE = ("starting", "ready", "busy")
-PROGRESS_FIELDS = ("total", "eta", "scale", "scales", "elapsed")
 
 
 @dataclass
@@ -33,7 +30,7 @@ class Run:
     request: RunRequest
     task_id: str | None = None
     phase: str = "sending"
-    """sending, sent (in Celery's queue) or running (on `worker`)."""
+    """waiting (for Redis), sending, sent (in Celery's queue) or running (on `worker`)."""
     worker: str | None = None
     attempt: int = 0
     step: int = 0
@@ -54,14 +51,12 @@ class Run:
         self.attempt, self.step = attempt, 0
         return Started(device=device, attempt=attempt)
 
-    def progress(self, data: dict[str, Any], preview: bytes | None) -> Progress | None:
-        """A Progress event unless it is older than one reported (a poll after pub/sub)."""
-        step = int(data.get("step", 0))
-        if step < self.step or (step == self.step and preview is None):
+    def progress(self, event: Progress) -> Progress | None:
+        """The event unless it is older than one reported (a poll after pub/sub)."""
+        if event.step < self.step or (event.step == self.step and event.preview is None):
             return None
-        self.step = step
-        known = {f: data[f] for f in PROGRESS_FIELDS if f in data}
-        return Progress(step=step, preview=preview, **known)
+        self.step = event.step
+        return event
 
 
 async def listen(
@@ -105,10 +100,12 @@ class WorkerRegistry:
         names = sorted(n.decode() for n in await redis.smembers(self.keys.workers))
         raw = await redis.mget([self.keys.worker(n) for n in names]) if names else []
         workers = {n: s for n, r in zip(names, raw, strict=True) if (s := loads(r))}
+        for status in workers.values():
+            status["state"] = WorkerState.parse(status.get("state"))
         if gone := [n for n in names if n not in workers]:
             await redis.srem(self.keys.workers, *gone)
         self.workers = workers
-        if any(w.get("state") in ALIVE for w in workers.values()):
+        if any(w["state"].alive for w in workers.values()):
             self._no_workers_since = None
         elif self._no_workers_since is None:
             self._no_workers_since = time.monotonic()
@@ -118,7 +115,8 @@ class WorkerRegistry:
         return sum(
             1
             for w in self.workers.values()
-            if w.get("state") == "ready" or (w.get("state") == "busy" and w.get("job_id") in ours)
+            if w["state"] is WorkerState.READY
+            or (w["state"] is WorkerState.BUSY and w.get("job_id") in ours)
         )
 
     def busy_jobs(self) -> set[str]:
@@ -126,7 +124,7 @@ class WorkerRegistry:
         return {
             w["job_id"]
             for w in self.workers.values()
-            if w.get("state") == "busy" and w.get("job_id")
+            if w["state"] is WorkerState.BUSY and w.get("job_id")
         }
 
     def runs(self, name: str | None, job_id: str) -> bool:
@@ -140,11 +138,11 @@ class WorkerRegistry:
     def mark_idle(self, name: str | None, job_id: str) -> None:
         """The worker ended `job_id` (it writes so itself; this saves waiting for the poll)."""
         if self.runs(name, job_id):
-            self.workers[str(name)].update(state="ready", job_id=None)
+            self.workers[str(name)].update(state=WorkerState.READY, job_id=None)
 
     def starting(self) -> bool:
         """Whether a worker is still loading its engine."""
-        return any(w.get("state") == "starting" for w in self.workers.values())
+        return any(w["state"] is WorkerState.STARTING for w in self.workers.values())
 
     def states(self) -> tuple[tuple[str, Any], ...]:
         """(name, state) of every worker, to notice changes."""
@@ -157,7 +155,7 @@ class WorkerRegistry:
         if self.grace and since is not None and now - since > self.grace:
             return "the job queue (Redis) cannot be reached"
         workers = list(self.workers.values())
-        if any(w.get("state") in ALIVE for w in workers):
+        if any(w["state"].alive for w in workers):
             return None
         failed = [w for w in workers if w.get("start_failed")]
         if failed:
@@ -174,7 +172,7 @@ class WorkerRegistry:
                 name=name,
                 device=w.get("device", ""),
                 resolved_device=w.get("resolved_device"),
-                state=w.get("state", "stopped"),
+                state=w["state"],
                 pid=w.get("pid"),
                 job_id=w.get("job_id"),
                 jobs_done=int(w.get("jobs_done", 0)),

@@ -17,7 +17,7 @@ from jobhelpers import make_config
 
 from nstbot.config import CeleryConfig, Config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Short beats and timeouts so losses show within seconds; the visibility timeout is still far
 # longer than any test job, as it must exceed the hard limit.

@@ -1,0 +1,1 @@
+"""The Celery backend: app and wire data, the bot side (backend, watch), the worker side."""

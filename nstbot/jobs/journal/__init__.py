@@ -1,0 +1,1 @@
+"""The SQLite journal and the job files: journal, records, recovery, storage."""
