@@ -30,6 +30,8 @@ class EngineConfig:
     """auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."""
     precision: str = "fp32"
     """fp32, bf16 or fp16 (autocast; CUDA only)."""
+    model: str = "vgg19"
+    """vgg19 or vgg16 (torchvision's ImageNet weights of that network)."""
     weights: str = "auto"
     """auto (configured path, then torch hub cache), random (tests only), or a path to a file."""
     allow_download: bool = True

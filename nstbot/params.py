@@ -13,6 +13,7 @@ from typing import Any, Literal
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "random", "image"]
 Strength = Literal["low", "medium", "high"]
+Model = Literal["vgg19", "vgg16"]
 
 # VGG19 `features` in the paper's naming; index i is torchvision's `features[i]`.
 VGG19_LAYERS: tuple[str, ...] = (
@@ -22,6 +23,18 @@ VGG19_LAYERS: tuple[str, ...] = (
     "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
     "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
 )  # fmt: skip
+
+# VGG16 (configuration "D"): three convs in blocks 3 to 5 where VGG19 has four. Every name here is
+# also a VGG19 name, so the defaults below mean the same layers in both.
+VGG16_LAYERS: tuple[str, ...] = (
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
+    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "pool3",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "pool4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "pool5",
+)  # fmt: skip
+
+MODEL_LAYERS: dict[str, tuple[str, ...]] = {"vgg19": VGG19_LAYERS, "vgg16": VGG16_LAYERS}
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -99,6 +112,8 @@ class TransferParams:
             _check(0 <= self.seed < 2**63, "seed must be between 0 and 2^63-1")
         _check(bool(self.content_layers), "content_layers must not be empty")
         _check(bool(self.style_layers), "style_layers must not be empty")
+        # Any model's names pass here (VGG16's are a subset of VGG19's); the engine, which knows
+        # its model, calls check_layers_for() before it runs.
         for layer in (*self.content_layers, *self.style_layers):
             _check(layer in VGG19_LAYERS, f"unknown VGG19 layer {layer!r}")
         if self.style_layer_weights is not None:
@@ -109,6 +124,14 @@ class TransferParams:
             check_blend(self.style_layer_weights, what="style_layer_weights")
         if self.style_blend is not None:
             check_blend(self.style_blend, what="style_blend")
+
+    def check_layers_for(self, model: str) -> None:
+        """Raise ParamsError if a content or style layer does not exist in `model`."""
+        names = MODEL_LAYERS.get(model)
+        _check(names is not None, f"model must be one of {', '.join(MODEL_LAYERS)}")
+        assert names is not None
+        for layer in (*self.content_layers, *self.style_layers):
+            _check(layer in names, f"unknown {model.upper()} layer {layer!r}")
 
     def normalized_blend(self, n_styles: int) -> list[float]:
         """Per-style-image weights summing to 1, checked against the number of style images."""

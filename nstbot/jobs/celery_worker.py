@@ -83,6 +83,7 @@ def run_worker(config: Config, device: str | None = None) -> int:
         "device": device,
         "engine": {
             "weights": config.engine.weights,
+            "model": config.engine.model,
             "precision": config.engine.precision,
             "allow_download": config.engine.allow_download,
             "cache_bytes": config.engine.style_cache_mb << 20,

@@ -87,6 +87,7 @@ class LocalBackend(Backend):
         ex = config.executor
         self._settings_base: dict[str, Any] = {
             "weights": config.engine.weights,
+            "model": config.engine.model,
             "precision": config.engine.precision,
             "allow_download": config.engine.allow_download,
             "cache_bytes": config.engine.style_cache_mb << 20,

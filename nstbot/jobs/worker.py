@@ -78,6 +78,7 @@ def worker_main(conn: Connection, cancel_token: Any, settings: dict[str, Any]) -
         engine = StyleTransfer(
             device=settings["device"],
             weights=settings["weights"],
+            model=settings["model"],
             precision=settings["precision"],
             allow_download=settings["allow_download"],
             cache_bytes=settings["cache_bytes"],
