@@ -191,7 +191,7 @@ def test_other_models_file_is_refused_with_a_hint(tmp_path: Path, weights_file: 
 
 
 def test_unknown_model_is_refused() -> None:
-    with pytest.raises(WeightsError, match="engine.model must be one of vgg19, vgg16"):
+    with pytest.raises(WeightsError, match=r"engine\.model must be one of vgg19, vgg16"):
         load_features("random", model="vgg11")
 
 
