@@ -14,6 +14,7 @@ Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "random", "image"]
 Strength = Literal["low", "medium", "high"]
 Model = Literal["vgg19", "vgg16"]
+StyleNorm = Literal["target", "start"]
 
 # VGG19 `features` in the paper's naming; index i is torchvision's `features[i]`.
 VGG19_LAYERS: tuple[str, ...] = (
@@ -72,6 +73,9 @@ class TransferParams:
     """One weight per style image; default equal. Normalized to sum to 1."""
     style_scale: float = 1.0
     """Style image size relative to the output's size at each scale."""
+    style_norm: StyleNorm = "target"
+    """Divide each style layer's term by its target's norm only (target), or also by its value on
+    the content image (start), so that a style weight means the same for every style image."""
     preserve_colors: bool = False
     """Transfer luminance only: the output keeps the content's colours."""
     optimizer: Optimizer = "lbfgs"
@@ -105,6 +109,7 @@ class TransferParams:
         if self.style_weight is not None:
             _check(_finite_nonneg(self.style_weight), "style_weight must be a non-negative number")
         _check(0.05 <= self.style_scale <= 4.0, "style_scale must be between 0.05 and 4")
+        _check(self.style_norm in ("target", "start"), "style_norm must be target or start")
         _check(self.optimizer in ("lbfgs", "adam"), "optimizer must be lbfgs or adam")
         _check(0 < self.learning_rate <= 1, "learning_rate must be in (0, 1]")
         _check(self.init in ("content", "random", "image"), "init must be content, random or image")

@@ -14,6 +14,9 @@ import torch
 from torch import nn
 
 EPS = 1e-8
+# A style image whose statistics nearly equal the content's would make its start-normalized term
+# huge; below this start value the term is no longer scaled up.
+START_FLOOR = 0.01
 
 
 class _Gram(torch.autograd.Function):
@@ -80,6 +83,12 @@ class StyleLoss(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return (gram_matrix(features) - self.target).pow(2).sum() * self.scale
+
+    @torch.no_grad()
+    def normalize_at(self, features: torch.Tensor, floor: float = START_FLOOR) -> None:
+        """Rescale so this term is 1 on `features` (the content image's), at most 1/floor more."""
+        start = float(self(features))
+        self.scale.mul_(1.0 / max(start, floor))
 
 
 class TVLoss(nn.Module):

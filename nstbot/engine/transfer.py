@@ -268,13 +268,16 @@ class StyleTransfer:
             with torch.no_grad(), self._autocast_ctx():
                 content_feats = extractor(self._layout(net_content))
             content_losses = [ContentLoss(content_feats[name]) for name in params.content_layers]
-            del content_feats
             style_losses = [
                 StyleLoss(gram)
                 for gram in self._style_targets(
                     extractor, styles, blend, params, (w, h), net_content
                 )
             ]
+            if params.style_norm == "start":
+                for loss, name in zip(style_losses, params.style_layers, strict=True):
+                    loss.normalize_at(content_feats[name])
+            del content_feats
             image = self._initial(
                 image, content_t, net_content, init_image, params, (w, h), generator
             )
