@@ -171,3 +171,11 @@ def test_vgg16_engine_runs_and_checks_its_own_layer_names(content, style) -> Non
     params = TransferParams(**TINY, steps=2, style_layers=("relu1_1", "conv3_4"))
     with pytest.raises(ParamsError, match="unknown VGG16 layer 'conv3_4'"):
         engine.stylize(content, [style], params)
+
+
+def test_start_normalized_style_begins_at_one(engine: StyleTransfer, content, style) -> None:
+    # One Adam step with a tiny rate barely moves the image: every layer's term reads about 1, so
+    # their weighted sum does too, whatever the layer weights.
+    _, infos = run(engine, content, [style], style_norm="start", optimizer="adam",
+                   learning_rate=1e-6, steps=1, style_layer_weights=(1, 2, 3, 4, 5))  # fmt: skip
+    assert infos[0].losses["style"] == pytest.approx(1.0, rel=1e-3)
