@@ -6,9 +6,9 @@ For each content/style pair, each strength (or explicit style weight) and each s
   features untouched, about 1 = nothing of them left);
 - `style`: the style loss at the end over the style loss of the content photo itself (Gatys'
   layers, equal weights; 1 = no style taken, 0 = the style's statistics matched);
-- `ssim`: SSIM of the luminance at 64 px against the content's, after matching its mean and
-  spread to the content's: a structure figure that does not come from the network (1 = the same
-  picture, about 0 = unrelated);
+- `ssim`: SSIM of the luminance at 64 px against the content's: a structure figure that does not
+  come from the network (1 = the same picture, about 0 = unrelated; a style that darkens the whole
+  picture lowers it even where the subject stays);
 
 and writes one contact sheet per pair (content, style, then one column per strength) at the
 largest size. Needs real weights: by default the VGG16 stand-in (`python -m benchmarks.standin`).
@@ -87,9 +87,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> float:
 def luma_ssim(result: Image.Image, content: Image.Image, side: int = SSIM_SIDE) -> float:
     """SSIM of the luminance of `result` and `content` at `side` px on the long side.
 
-    The result's luminance is first matched to the content's mean and spread: a style that
-    darkens the whole picture (a night sky) leaves the subject's structure alone, and this figure
-    is about structure.
+    Plain SSIM, brightness term included: a style that darkens the whole picture (the Hubble field)
+    lowers it even where the subject's outline stays, so read it together with the sheets.
     """
     from nstbot.engine.transfer import fit_size, image_to_tensor
 
@@ -98,7 +97,6 @@ def luma_ssim(result: Image.Image, content: Image.Image, side: int = SSIM_SIDE) 
         image_to_tensor(p.convert("L").convert("RGB").resize(size, Image.Resampling.LANCZOS))[:, :1]
         for p in (result, content)
     )
-    a = ((a - a.mean()) / (a.std() + 1e-6) * b.std() + b.mean()).clamp(0, 1)
     return ssim(a, b)
 
 

@@ -40,8 +40,9 @@ MODEL_LAYERS: dict[str, tuple[str, ...]] = {"vgg19": VGG19_LAYERS, "vgg16": VGG1
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
-# Style weight per strength preset, relative to a content weight of 1 (see docs/engine.md).
-STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 3.0, "medium": 10.0, "high": 30.0}
+# Style weight per strength preset, relative to a content weight of 1, for start-normalized style
+# terms (style_norm = "start"); calibrated on real ImageNet features, see docs/quality.md.
+STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 1.0, "medium": 3.0, "high": 10.0}
 
 
 class ParamsError(ValueError):
@@ -73,7 +74,7 @@ class TransferParams:
     """One weight per style image; default equal. Normalized to sum to 1."""
     style_scale: float = 1.0
     """Style image size relative to the output's size at each scale."""
-    style_norm: StyleNorm = "target"
+    style_norm: StyleNorm = "start"
     """Divide each style layer's term by its target's norm only (target), or also by its value on
     the content image (start), so that a style weight means the same for every style image."""
     preserve_colors: bool = False

@@ -48,6 +48,7 @@ def standin_engine(tmp_path_factory: pytest.TempPathFactory) -> StyleTransfer:
     return StyleTransfer(device="cpu", weights=str(path), model="vgg16", allow_download=False)
 
 
+@pytest.mark.timeout(1200)  # three 128 px runs: about 30 s on a quiet 2-core CPU
 def test_presets_are_ordered_distinct_and_medium_keeps_the_subject(
     standin_engine: StyleTransfer,
 ) -> None:
