@@ -23,7 +23,7 @@ from typing import Any
 from nstbot import __version__
 from nstbot.config import Config, ConfigError, Precision, load_config
 from nstbot.logs import setup_logging
-from nstbot.params import Init, Optimizer, ParamsError, Strength, TransferParams
+from nstbot.params import Init, Model, Optimizer, ParamsError, Strength, TransferParams
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_stylize_parser(sub)
 
-    weights = sub.add_parser("weights", help="download, locate or verify the VGG19 weights")
+    weights = sub.add_parser("weights", help="download, locate or verify the VGG weights")
     wsub = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     download = wsub.add_parser("download", help="download the weights (hash-checked)")
     download.add_argument("--url", help="download from this URL instead of torchvision's")
@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify = wsub.add_parser("verify", help="check the weights' hash, keys and shapes")
     verify.add_argument("path", nargs="?", type=Path, help="file to check (default: the one found)")
     verify.set_defaults(handler=cmd_weights_verify)
+    for action in (download, where, verify):
+        action.add_argument(
+            "--model", choices=typing.get_args(Model), help="which network (default: engine.model)"
+        )
 
     worker = sub.add_parser("worker", help="run a Celery GPU worker (executor.backend = celery)")
     worker.add_argument("--device", help="device for this worker (default: engine.device)")
@@ -165,6 +169,9 @@ def _add_stylize_parser(sub: Any) -> None:
     g.add_argument(
         "--weights", help="auto, random (tests only) or a path (default: engine.weights)"
     )
+    g.add_argument(
+        "--model", choices=typing.get_args(Model), help="which network (default: engine.model)"
+    )
     g.add_argument("--no-download", action="store_true", help="never download missing weights")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_stylize)
@@ -196,7 +203,7 @@ def params_from_args(args: argparse.Namespace) -> TransferParams:
     return TransferParams.from_dict(values)
 
 
-def check_stylize_options(args: argparse.Namespace) -> TransferParams:
+def check_stylize_options(args: argparse.Namespace, *, model: str = "vgg19") -> TransferParams:
     """The parameters, once every option and combination that needs nothing loaded is checked."""
     if args.init == "image" and args.init_image is None:
         raise CliError("bad option: --init image needs --init-image FILE", EXIT_USAGE)
@@ -218,6 +225,7 @@ def check_stylize_options(args: argparse.Namespace) -> TransferParams:
     try:
         params = params_from_args(args)
         params.normalized_blend(len(args.styles))
+        params.check_layers_for(model)
     except ParamsError as exc:
         raise _option_error(exc) from None
     return params
@@ -232,7 +240,7 @@ def cmd_stylize(args: argparse.Namespace, config: Config) -> int:
     """Run one stylization and write the result."""
     from nstbot import images
 
-    params = check_stylize_options(args)
+    params = check_stylize_options(args, model=args.model or config.engine.model)
     limits = images.ImageLimits.from_config(config.images)
     content = _read_image(args.content, limits, params.size)
     styles = [_read_image(path, limits, None) for path in args.styles]
@@ -302,6 +310,7 @@ def _make_engine(args: argparse.Namespace, config: Config) -> Any:
         return StyleTransfer(
             device=args.device or config.engine.device,
             weights=args.weights or config.engine.weights,
+            model=args.model or config.engine.model,
             precision=args.precision or config.engine.precision,
             allow_download=config.engine.allow_download and not args.no_download,
             cache_bytes=config.engine.style_cache_mb << 20,
@@ -369,15 +378,16 @@ def cmd_weights_download(args: argparse.Namespace, config: Config) -> int:
         print("skipping the VGG19 weights download (--skip / NSTBOT_SKIP_WEIGHTS)")
         return 0
     from nstbot.engine.errors import WeightsError
-    from nstbot.engine.weights import WEIGHTS_URL, download_weights
+    from nstbot.engine.weights import download_weights
 
+    model = args.model or config.engine.model
     try:
         path = download_weights(
-            url=args.url or WEIGHTS_URL, dest_dir=args.dir, keep_full=not args.features_only
+            url=args.url, model=model, dest_dir=args.dir, keep_full=not args.features_only
         )
     except WeightsError as exc:
         raise CliError(str(exc), EXIT_WEIGHTS) from None
-    print(f"VGG19 weights ready: {path}")
+    print(f"{model.upper()} weights ready: {path}")
     return 0
 
 
@@ -389,7 +399,7 @@ def cmd_weights_path(args: argparse.Namespace, config: Config) -> int:
     if configured:
         print(f"configured: {configured}")
     print(f"hub cache:  {hub_checkpoint_dir()}")
-    found = find_weights(configured)
+    found = find_weights(configured, model=args.model or config.engine.model)
     if found is None:
         print("found:      none (run `nstbot weights download`)")
         return EXIT_WEIGHTS
@@ -402,10 +412,13 @@ def cmd_weights_verify(args: argparse.Namespace, config: Config) -> int:
     from nstbot.engine.weights import find_weights, verify_weights
 
     configured = None if config.engine.weights in ("auto", "random") else config.engine.weights
-    path = args.path or find_weights(configured)
+    model = args.model or config.engine.model
+    path = args.path or find_weights(configured, model=model)
     if path is None:
-        raise CliError("no VGG19 weights found: run `nstbot weights download`", EXIT_WEIGHTS)
-    report = verify_weights(Path(path))
+        raise CliError(
+            f"no {model.upper()} weights found: run `nstbot weights download`", EXIT_WEIGHTS
+        )
+    report = verify_weights(Path(path), model=model)
     print(f"{'ok' if report.ok else 'BAD'}: {report.path}: {report.detail}")
     return 0 if report.ok else EXIT_WEIGHTS
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from nstbot.params import Model
+
 Precision = Literal["fp32", "bf16", "fp16"]
 Backend = Literal["local", "celery"]
 Hardware = Literal["auto", "cpu", "gpu"]
@@ -45,6 +47,8 @@ class EngineConfig:
     """auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."""
     precision: Precision = "fp32"
     """bf16 and fp16 are autocast and need CUDA."""
+    model: Model = "vgg19"
+    """Which network: torchvision's ImageNet weights of VGG19 or VGG16."""
     weights: str = "auto"
     """auto (configured path, then torch hub cache), random (tests only), or a path to a file."""
     allow_download: bool = True

@@ -13,6 +13,8 @@ from typing import Any, Literal, get_args
 Optimizer = Literal["lbfgs", "adam"]
 Init = Literal["content", "random", "image"]
 Strength = Literal["low", "medium", "high"]
+Model = Literal["vgg19", "vgg16"]
+StyleNorm = Literal["target", "start"]
 
 # VGG19 `features` in the paper's naming; index i is torchvision's `features[i]`.
 VGG19_LAYERS: tuple[str, ...] = (
@@ -22,6 +24,18 @@ VGG19_LAYERS: tuple[str, ...] = (
     "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
     "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
 )  # fmt: skip
+
+# VGG16 (configuration "D"): three convs in blocks 3 to 5 where VGG19 has four. Every name here is
+# also a VGG19 name, so the defaults below mean the same layers in both.
+VGG16_LAYERS: tuple[str, ...] = (
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
+    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "pool3",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "pool4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "pool5",
+)  # fmt: skip
+
+MODEL_LAYERS: dict[str, tuple[str, ...]] = {"vgg19": VGG19_LAYERS, "vgg16": VGG16_LAYERS}
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -39,8 +53,9 @@ REQUEST_SIZE_MIN = 32
 STEPS_MAX = 100_000
 SCALES_MAX = 8
 
-# Style weight per strength preset, relative to a content weight of 1 (see docs/engine.md).
-STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 3.0, "medium": 10.0, "high": 30.0}
+# Style weight per strength preset, relative to a content weight of 1, for start-normalized style
+# terms (style_norm = "start"); calibrated on real ImageNet features, see docs/quality.md.
+STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 1.0, "medium": 3.0, "high": 10.0}
 
 
 class ParamsError(ValueError):
@@ -82,6 +97,9 @@ class TransferParams:
     """One weight per style image; default equal. Normalized to sum to 1."""
     style_scale: float = 1.0
     """Style image size relative to the output's size at each scale."""
+    style_norm: StyleNorm = "start"
+    """Divide each style layer's term by its target's norm only (target), or also by its value on
+    the content image (start), so that a style weight means the same for every style image."""
     preserve_colors: bool = False
     """Transfer luminance only: the output keeps the content's colours."""
     optimizer: Optimizer = "lbfgs"
@@ -127,6 +145,7 @@ class TransferParams:
                 _finite_nonneg(self.style_weight), "style_weight", "must be a non-negative number"
             )
         _check(0.05 <= self.style_scale <= 4.0, "style_scale", "must be between 0.05 and 4")
+        _check(self.style_norm in get_args(StyleNorm), "style_norm", "must be target or start")
         _check(self.optimizer in ("lbfgs", "adam"), "optimizer", "must be lbfgs or adam")
         _check(0 < self.learning_rate <= 1, "learning_rate", "must be in (0, 1]")
         _check(
@@ -137,6 +156,8 @@ class TransferParams:
         for name in ("content_layers", "style_layers"):
             layers = getattr(self, name)
             _check(bool(layers), name, "must not be empty")
+            # Any model's names pass here (VGG16's are a subset of VGG19's); the engine, which
+            # knows its model, calls check_layers_for() before it runs.
             for layer in layers:
                 _check(layer in VGG19_LAYERS, name, f"has an unknown VGG19 layer {layer!r}")
         if self.style_layer_weights is not None:
@@ -148,6 +169,15 @@ class TransferParams:
             check_blend(self.style_layer_weights, what="style_layer_weights")
         if self.style_blend is not None:
             check_blend(self.style_blend, what="style_blend")
+
+    def check_layers_for(self, model: str) -> None:
+        """Raise ParamsError if a content or style layer does not exist in `model`."""
+        names = MODEL_LAYERS.get(model)
+        _check(names is not None, "model", f"must be one of {', '.join(MODEL_LAYERS)}")
+        assert names is not None
+        for name in ("content_layers", "style_layers"):
+            for layer in getattr(self, name):
+                _check(layer in names, name, f"has an unknown {model.upper()} layer {layer!r}")
 
     def normalized_blend(self, n_styles: int) -> list[float]:
         """Per-style-image weights summing to 1, checked against the number of style images."""

@@ -27,8 +27,9 @@ from nstbot.engine.lbfgs import DeviceLBFGS
 from nstbot.engine.losses import ContentLoss, StyleLoss, TVLoss, blend_grams, gram_matrix
 from nstbot.engine.style_cache import StyleTargetCache, fingerprint
 from nstbot.engine.vgg import FeatureExtractor
-from nstbot.engine.weights import load_vgg19_features
+from nstbot.engine.weights import load_features
 from nstbot.params import (
+    MODEL_LAYERS,
     VGG19_LAYERS,
     ParamsError,
     TransferParams,
@@ -100,6 +101,7 @@ def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 def min_side_for(layers: Sequence[str]) -> int:
     """Smallest image side that keeps every pooled layer at least one pixel wide."""
+    # Layers common to both models sit behind the same number of poolings, so VGG19's names do.
     deepest = max(VGG19_LAYERS.index(name) for name in layers)
     pools = sum(1 for name in VGG19_LAYERS[:deepest] if name.startswith("pool"))
     return 2**pools
@@ -185,13 +187,14 @@ class Objective(torch.nn.Module):
 
 
 class StyleTransfer:
-    """A warm VGG19 on one device; `stylize()` runs one job at a time."""
+    """A warm VGG19 (or VGG16) on one device; `stylize()` runs one job at a time."""
 
     def __init__(
         self,
         *,
         device: str = "auto",
         weights: str = "auto",
+        model: str = "vgg19",
         precision: str = "fp32",
         allow_download: bool = True,
         cache_bytes: int = 256 << 20,
@@ -202,9 +205,10 @@ class StyleTransfer:
         self.precision = precision
         self._autocast = autocast_dtype(self.torch_device, precision)
         prepare_device(self.torch_device)
-        features, self.weights_description = load_vgg19_features(
-            weights, allow_download=allow_download, progress=progress
+        features, self.weights_description = load_features(
+            weights, model=model, allow_download=allow_download, progress=progress
         )
+        self.model = model
         self._features = features.to(self.torch_device).eval().requires_grad_(False)
         self._channels_last = self.torch_device.type == "cuda"
         if self._channels_last:
@@ -214,8 +218,8 @@ class StyleTransfer:
 
     def extractor(self, layers: Sequence[str]) -> FeatureExtractor:
         """A feature extractor for `layers` sharing this engine's weights."""
-        ordered = sorted(set(layers), key=VGG19_LAYERS.index)
-        return FeatureExtractor(self._features, ordered).to(self.torch_device)
+        ordered = sorted(set(layers), key=MODEL_LAYERS[self.model].index)
+        return FeatureExtractor(self._features, ordered, self.model).to(self.torch_device)
 
     def stylize(
         self,
@@ -228,6 +232,7 @@ class StyleTransfer:
     ) -> StylizeResult:
         """Paint `content` in the style of `styles`; see docs/engine.md for every parameter."""
         params = params or TransferParams()
+        params.check_layers_for(self.model)
         if not styles:
             raise ValueError("at least one style image is needed")
         if params.init == "image" and init_image is None:
@@ -270,13 +275,16 @@ class StyleTransfer:
             with torch.no_grad(), self._autocast_ctx():
                 content_feats = extractor(self._layout(net_content))
             content_losses = [ContentLoss(content_feats[name]) for name in params.content_layers]
-            del content_feats
             style_losses = [
                 StyleLoss(gram)
                 for gram in self._style_targets(
                     extractor, styles, blend, params, (w, h), net_content
                 )
             ]
+            if params.style_norm == "start":
+                for loss, name in zip(style_losses, params.style_layers, strict=True):
+                    loss.normalize_at(content_feats[name])
+            del content_feats
             image = self._initial(
                 image, content_t, net_content, init_image, params, (w, h), generator
             )
@@ -322,6 +330,7 @@ class StyleTransfer:
             "losses": dict(zip(("content", "style", "tv"), parts, strict=True)),
             "device": self.device,
             "precision": self.precision,
+            "model": self.model,
             "weights": self.weights_description,
         }
         log.info("stylized %sx%s in %.1f s (%d steps)", *sizes[-1], seconds, step)

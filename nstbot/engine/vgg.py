@@ -1,4 +1,4 @@
-"""VGG19 as a feature extractor that returns named layers and stops at the last one used."""
+"""VGG19 or VGG16 as a feature extractor returning named layers, stopping at the last one used."""
 
 from __future__ import annotations
 
@@ -7,34 +7,36 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from nstbot.params import VGG19_LAYERS
+from nstbot.params import MODEL_LAYERS
 
 # torchvision's weights expect RGB in [0, 1] normalized with the ImageNet statistics.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def layer_index(name: str) -> int:
-    """Position of a paper-named layer (`relu4_2`) in torchvision's `features`."""
+def layer_index(name: str, model: str = "vgg19") -> int:
+    """Position of a paper-named layer (`relu4_2`) in torchvision's `features` of `model`."""
     try:
-        return VGG19_LAYERS.index(name)
+        return MODEL_LAYERS[model].index(name)
     except ValueError:
-        raise ValueError(f"unknown VGG19 layer {name!r}") from None
+        raise ValueError(f"unknown {model.upper()} layer {name!r}") from None
 
 
 class FeatureExtractor(nn.Module):
-    """VGG19 features cut after the deepest requested layer, frozen, in eval mode.
+    """VGG features cut after the deepest requested layer, frozen, in eval mode.
 
     `forward(x)` takes RGB in [0, 1] (N, 3, H, W) and returns {layer name: activation} for the
     layers given at construction.
     """
 
-    def __init__(self, features: nn.Sequential, layers: Iterable[str]) -> None:
+    def __init__(
+        self, features: nn.Sequential, layers: Iterable[str], model: str = "vgg19"
+    ) -> None:
         super().__init__()
         self.layers = tuple(dict.fromkeys(layers))
         if not self.layers:
             raise ValueError("at least one layer is needed")
-        indices = {layer_index(name): name for name in self.layers}
+        indices = {layer_index(name, model): name for name in self.layers}
         last = max(indices)
         kept = [features[i] for i in range(last + 1)]
         for i, module in enumerate(kept):
@@ -50,7 +52,7 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
 
     def train(self, mode: bool = True) -> FeatureExtractor:
-        # Always eval: VGG19 has no dropout or batch norm in `features`, but stay explicit.
+        # Always eval: VGG has no dropout or batch norm in `features`, but stay explicit.
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

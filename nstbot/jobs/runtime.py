@@ -69,6 +69,7 @@ class EngineSettings:
     precision: str
     allow_download: bool
     cache_bytes: int
+    model: str = "vgg19"
 
     @classmethod
     def from_config(cls, config: Config, device: str | None = None) -> EngineSettings:
@@ -80,6 +81,7 @@ class EngineSettings:
             precision=engine.precision,
             allow_download=engine.allow_download,
             cache_bytes=engine.style_cache_mb << 20,
+            model=engine.model,
         )
 
     def load(self) -> Any:

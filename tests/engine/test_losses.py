@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nstbot.engine.losses import ContentLoss, StyleLoss, TVLoss, blend_grams, gram_matrix
+from nstbot.engine.losses import (
+    START_FLOOR,
+    ContentLoss,
+    StyleLoss,
+    TVLoss,
+    blend_grams,
+    gram_matrix,
+)
 
 
 def test_gram_matrix_by_hand() -> None:
@@ -63,3 +70,19 @@ def test_gram_gradient_matches_autograd_reference() -> None:
     ((torch.bmm(flat, flat.transpose(1, 2)) / 60) * weights).sum().backward()
     (gram_matrix(feats) * weights).sum().backward()
     assert torch.allclose(feats.grad, ref.grad)
+
+
+def test_start_normalization_makes_the_term_one_on_the_content() -> None:
+    torch.manual_seed(4)
+    style, content, other = torch.rand(3, 1, 8, 5, 5).unbind(0)
+    loss = StyleLoss(gram_matrix(style))
+    raw_start, raw_other = float(loss(content)), float(loss(other))
+    loss.normalize_at(content)
+    assert float(loss(content)) == pytest.approx(1.0, rel=1e-5)
+    assert float(loss(other)) == pytest.approx(raw_other / raw_start, rel=1e-5)
+    # A content whose statistics already match the style is not scaled up without bound.
+    same = StyleLoss(gram_matrix(style))
+    same.normalize_at(style)
+    assert float(same(other)) == pytest.approx(
+        float(StyleLoss(gram_matrix(style))(other)) / START_FLOOR, rel=1e-5
+    )

@@ -160,3 +160,22 @@ def test_init_image_and_result_stats(engine: StyleTransfer, content, style) -> N
     assert result.stats["weights"].startswith("random")
     with pytest.raises(ValueError, match="init_image"):
         engine.stylize(content, [style], params)
+
+
+def test_vgg16_engine_runs_and_checks_its_own_layer_names(content, style) -> None:
+    engine = StyleTransfer(device="cpu", weights="random", model="vgg16", allow_download=False)
+    result, infos = run(engine, content, [style], steps=4)
+    assert result.stats["model"] == "vgg16" and max(result.image.size) == 48
+    assert infos[-1].loss < infos[0].loss
+    # conv3_4 exists in VGG19 only: the parameters pass, the VGG16 engine refuses them.
+    params = TransferParams(**TINY, steps=2, style_layers=("relu1_1", "conv3_4"))
+    with pytest.raises(ParamsError, match="unknown VGG16 layer 'conv3_4'"):
+        engine.stylize(content, [style], params)
+
+
+def test_start_normalized_style_begins_at_one(engine: StyleTransfer, content, style) -> None:
+    # One Adam step with a tiny rate barely moves the image: every layer's term reads about 1, so
+    # their weighted sum does too, whatever the layer weights.
+    _, infos = run(engine, content, [style], style_norm="start", optimizer="adam",
+                   learning_rate=1e-6, steps=1, style_layer_weights=(1, 2, 3, 4, 5))  # fmt: skip
+    assert infos[0].losses["style"] == pytest.approx(1.0, rel=1e-3)

@@ -8,7 +8,7 @@ from torch import nn
 
 from nstbot.engine.vgg import FeatureExtractor, layer_index
 from nstbot.engine.weights import build_features
-from nstbot.params import VGG19_LAYERS
+from nstbot.params import VGG16_LAYERS, VGG19_LAYERS
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,31 @@ def test_layout_matches_torchvision_vgg19() -> None:
             assert (a.kernel_size, a.stride) == (b.kernel_size, b.stride)
     assert VGG19_Weights.IMAGENET1K_V1.url == WEIGHTS_URL
     assert WEIGHTS_URL.endswith(WEIGHTS_FILENAME)
+
+
+def test_layout_matches_torchvision_vgg16() -> None:
+    from torchvision.models import VGG16_Weights, vgg16
+
+    from nstbot.engine.weights import MODELS, model_spec
+
+    reference = vgg16(weights=None).features
+    ours = build_features(model="vgg16")
+    assert [type(m) for m in ours] == [type(m) for m in reference]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
+    assert VGG16_Weights.IMAGENET1K_V1.url == model_spec("vgg16").url
+    assert model_spec("vgg16").filename == "vgg16-397923af.pth"
+    assert set(MODELS) == {"vgg19", "vgg16"}
+
+
+def test_vgg16_layer_names_follow_the_paper() -> None:
+    features = build_features(model="vgg16")
+    assert len(VGG16_LAYERS) == len(features) == 31
+    for name, module in zip(VGG16_LAYERS, features, strict=True):
+        kind = {"conv": nn.Conv2d, "relu": nn.ReLU, "pool": nn.MaxPool2d}[name[:4]]
+        assert isinstance(module, kind)
+    assert layer_index("relu4_2", "vgg16") == 20 and layer_index("relu5_1", "vgg16") == 25
+    assert {"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"} <= set(VGG16_LAYERS)
+    with pytest.raises(ValueError, match="unknown VGG16 layer 'conv3_4'"):
+        layer_index("conv3_4", "vgg16")
