@@ -1,4 +1,5 @@
-"""A refusal whose answer Discord will not take is one log line, not a traceback or a retry."""
+"""An answer Discord will not take (a refusal, a button's acknowledgement) is one log line,
+not a traceback or a retry."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 import pytest
 from fakediscord import FakeDiscord
-from harness import Running, picture, send_slash
+from harness import Running, final_webhook_edit, picture, press, send_slash, start_blocker
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -65,4 +66,21 @@ async def test_slash_refusal_on_a_dead_token(
     assert lines() == [f"interaction {payload['id']}: refusal not delivered: HTTP 401 (code 50027)"]
     # One follow-up tried, not a second "something went wrong" on the same dead token.
     assert len(fake.find("POST", rf"^/webhooks/\d+/{token}$")) == 1
+    assert tracebacks(caplog) == []
+
+
+async def test_cancel_press_on_a_dead_interaction_still_cancels(
+    running: Running, clean: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = clean
+    caplog.set_level(logging.INFO)
+    payload, user, mid = await start_blocker(running, fake)
+    # Only the press answers now: the job's own interaction was deferred long ago.
+    fake.fail("POST", r"^/interactions/\d+/", 404, code=10062, message="Unknown interaction")
+    pressed = await press(fake, mid, "nst:cancel:", user)
+    final = await final_webhook_edit(fake, payload["token"])
+    assert final.json["content"].startswith("🛑 Cancelled")
+    lines = [m for r in caplog.records if pressed["id"] in (m := r.getMessage())]
+    assert len(lines) == 1 and "code 10062" in lines[0], lines
+    assert len(fake.find("POST", rf"^/interactions/{pressed['id']}/")) == 1
     assert tracebacks(caplog) == []
