@@ -9,7 +9,12 @@ from typing import Any, Protocol
 
 import discord
 
-from nstbot.bot.delivery import DEFAULT_UPLOAD_LIMIT, NO_MENTIONS, http_code
+from nstbot.bot.delivery import (
+    DEFAULT_UPLOAD_LIMIT,
+    NO_MENTIONS,
+    http_code,
+    http_error_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +104,15 @@ class InteractionOrigin:
 
     async def refuse(self, text: str) -> None:
         """Ephemeral follow-up, then remove the public 'thinking' message."""
-        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        try:
+            await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            # The refusal itself is logged already; a token that died meanwhile takes no answer.
+            log.info(
+                "interaction %s: refusal not delivered: %s",
+                self.interaction.id,
+                http_error_summary(exc),
+            )
         with contextlib.suppress(discord.HTTPException):
             await self.interaction.delete_original_response()
 
@@ -149,12 +162,18 @@ class MessageOrigin:
         if self._progress is not None:
             with contextlib.suppress(discord.HTTPException):
                 await self._progress.delete()
-        await self.message.reply(
-            text,
-            mention_author=False,
-            allowed_mentions=NO_MENTIONS,
-            delete_after=REFUSAL_DELETE_AFTER_S,
-        )
+        try:
+            await self.message.reply(
+                text,
+                mention_author=False,
+                allowed_mentions=NO_MENTIONS,
+                delete_after=REFUSAL_DELETE_AFTER_S,
+            )
+        except discord.HTTPException as exc:
+            # E.g. the request was deleted meanwhile: the refusal is logged, nothing to answer.
+            log.info(
+                "message %s: refusal not delivered: %s", self.message.id, http_error_summary(exc)
+            )
 
     async def open_progress(self) -> int | None:
         """Reply to the request; that reply is edited as the job goes."""

@@ -11,8 +11,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import discord
+
 from nstbot import images
-from nstbot.bot.delivery import Deliverer, DeliveryInfo, Outcome
+from nstbot.bot.delivery import Deliverer, DeliveryInfo, Outcome, http_error_summary
+from nstbot.bot.origin import tell_privately
 from nstbot.bot.progress import ProgressReporter, format_duration, render_progress, render_queued
 from nstbot.bot.views import again_view, cancel_view, may_cancel
 from nstbot.config import Config
@@ -234,18 +237,25 @@ class JobRunner:
         """Cancel for the requester or a moderator; a short 'not yours' for anyone else."""
         perms = interaction.permissions if interaction.guild_id else None
         if not may_cancel(interaction.user.id, owner_id, perms):
-            await interaction.response.send_message(
+            await tell_privately(
+                interaction,
                 "This isn't your image: only the person who asked (or a moderator) can cancel it.",
-                ephemeral=True,
             )
             return
         handle = self.handles.get(job_id)
         if handle is None:
-            await interaction.response.send_message(
-                "That job has already finished.", ephemeral=True
-            )
+            await tell_privately(interaction, "That job has already finished.")
             return
-        await interaction.response.defer()
+        try:
+            await interaction.response.defer()
+        except discord.HTTPException as exc:
+            # A press Discord no longer takes an answer for (10062, 40060) still means cancel.
+            log.info(
+                "job %s: cancel press %s not acknowledged: %s",
+                job_id,
+                interaction.id,
+                http_error_summary(exc),
+            )
         self.cancelled_by[job_id] = interaction.user.id
         log.info("job %s: cancel requested by user %s", job_id, interaction.user.id)
         await handle.cancel()
@@ -255,9 +265,7 @@ class JobRunner:
     ) -> None:
         """Resubmit a recent job with a new seed, for whoever pressed."""
         if self.requester_again is None or job_id not in self._inputs:
-            await interaction.response.send_message(
-                "I no longer have those images; run /stylize again.", ephemeral=True
-            )
+            await tell_privately(interaction, "I no longer have those images; run /stylize again.")
             return
         await self.requester_again(interaction, self._inputs[job_id])
 
