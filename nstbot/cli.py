@@ -437,7 +437,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     """Register the application commands."""
-    from nstbot.bot.client import sync_commands
+    from nstbot.bot.client import sync_commands, unreachable_reason
 
     try:
         return sync_commands(config, args.guild)
@@ -460,6 +460,8 @@ def run_with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Call `start`, again after backoff_s, 2 * backoff_s, ... while Discord cannot be reached."""
+    from nstbot.bot.client import unreachable_reason
+
     attempts = max(1, attempts)
     for attempt in range(1, attempts + 1):
         try:
@@ -481,26 +483,6 @@ def run_with_retries(
             )
             sleep(delay)
     raise AssertionError("unreachable")  # the loop always returns or raises
-
-
-def unreachable_reason(exc: BaseException) -> str | None:
-    """What kept Discord out of reach, in a few words, or None when `exc` is something else."""
-    import aiohttp
-    import discord
-
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve {exc.host} (DNS)"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        error = exc.os_error
-        why = os.strerror(error.errno).lower() if error.errno else str(error)
-        return f"cannot connect to {exc.host}:{exc.port} ({why})"
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
-        return f"connection failed ({type(exc).__name__})"
-    if isinstance(exc, discord.DiscordServerError):
-        return f"Discord answered HTTP {exc.status}"
-    return None
 
 
 def _unreachable_message(api_base: str, reason: str) -> str:

@@ -307,3 +307,12 @@ def test_run_retry_stops_at_the_first_success_and_passes_other_errors() -> None:
     with pytest.raises(ValueError):
         run_with_retries(broken, **kwargs)
     assert len(waits) == 2
+
+
+def test_check_names_why_discord_is_out_of_reach(tmp_path: Path) -> None:
+    env = unreachable_env(tmp_path, NSTBOT_ENGINE_WEIGHTS="random")
+    proc = nstbot("check", env=env)
+    token = [line for line in proc.stdout.splitlines() if "token:" in line]
+    assert token and token[0].startswith("[FAIL]"), proc.stdout
+    assert "could not reach Discord: cannot connect to 127.0.0.1:" in token[0]
+    assert "(connection refused)" in token[0]

@@ -383,7 +383,25 @@ async def _check(config: Config, token: str) -> str:
         except discord.LoginFailure:
             raise TokenError("Discord refused the token") from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
-            raise TokenError(f"could not reach Discord: {type(exc).__name__}") from None
+            reason = unreachable_reason(exc) or type(exc).__name__
+            raise TokenError(f"could not reach Discord: {reason}") from None
         user = client.user
         app_id = client.application_id
     return f"token OK: {user} (user id {user.id if user else '?'}, application id {app_id})"
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """What kept Discord out of reach, in a few words, or None when `exc` is something else."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host} (DNS)"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        why = os.strerror(error.errno).lower() if error.errno else str(error)
+        return f"cannot connect to {exc.host}:{exc.port} ({why})"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
+        return f"connection failed ({type(exc).__name__})"
+    if isinstance(exc, discord.DiscordServerError):
+        return f"Discord answered HTTP {exc.status}"
+    return None
