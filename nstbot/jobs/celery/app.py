@@ -153,10 +153,14 @@ def make_app(config: Config, *, worker: bool = False) -> Celery:
         event_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # Acknowledge after the run, and put the job back when the process running it dies.
+        # Acknowledge after the run, also when the process running it dies: the bot notices the
+        # loss and decides on a re-run (one owner, so one crash costs one attempt).
         task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        task_reject_on_worker_lost=False,
         task_acks_on_failure_or_timeout=True,
+        # Each worker also reads its own queue (`<name>.dq2`): the bot sends every job to a
+        # worker that reports ready, never to one whose pool process is still reloading.
+        worker_direct=True,
         task_ignore_result=True,  # outcomes travel in nstbot's own keys (see the module doc)
         task_time_limit=cfg.hard_time_limit_s,
         task_default_queue=cfg.queue,

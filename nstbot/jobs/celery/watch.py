@@ -30,7 +30,8 @@ class Run:
     request: RunRequest
     task_id: str | None = None
     phase: str = "sending"
-    """waiting (for Redis), sending, sent (in Celery's queue) or running (on `worker`)."""
+    """waiting (for Redis or a ready worker), sending, sent (to `worker`'s own queue) or
+    running (on `worker`)."""
     worker: str | None = None
     attempt: int = 0
     step: int = 0
@@ -119,6 +120,13 @@ class WorkerRegistry:
             or (w["state"] is WorkerState.BUSY and w.get("job_id") in ours)
         )
 
+    def ready(self, taken: Container[str]) -> str | None:
+        """A worker that reports ready and is not in `taken` (sent a job it has not shown yet)."""
+        for name, w in sorted(self.workers.items()):
+            if w["state"] is WorkerState.READY and name not in taken:
+                return name
+        return None
+
     def busy_jobs(self) -> set[str]:
         """Ids of the jobs the workers are running."""
         return {
@@ -134,6 +142,10 @@ class WorkerRegistry:
     def known(self, name: str | None) -> bool:
         """Whether worker `name` has a live status."""
         return name is not None and name in self.workers
+
+    def reloading(self, name: str | None) -> bool:
+        """Whether worker `name` is starting a pool process (its last one died)."""
+        return name is not None and self.workers.get(name, {}).get("state") is WorkerState.STARTING
 
     def mark_idle(self, name: str | None, job_id: str) -> None:
         """The worker ended `job_id` (it writes so itself; this saves waiting for the poll)."""

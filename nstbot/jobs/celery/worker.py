@@ -4,8 +4,8 @@ Pool: prefork with one pool process, so one job at a time per GPU and one prefet
 The pool process is started with spawn (Celery >= 5.7, `worker_pool_start_method`): a fresh
 interpreter that imports torch and loads VGG19 in `worker_process_init`, before it reports up.
 The main process only talks to Redis and never imports torch, so when the pool process dies
-mid-job (CUDA crash, OOM killer, SIGKILL) the main process survives, puts the message back
-(`task_reject_on_worker_lost`) for any worker to run, and starts a new pool process. With an
+mid-job (CUDA crash, OOM killer, SIGKILL) the main process survives, acknowledges the message
+(the bot decides on a re-run and sends it to a ready worker) and starts a new pool process. With an
 older Celery the pool forks instead, which is safe for the same reason: the parent holds no CUDA
 state and no torch threads (checked before starting).
 
