@@ -12,7 +12,6 @@ Redis layout (prefix `nstbot:<queue>`; every job key has a TTL, results are dele
                             message with any other id is stale and exits at once)
   :job:<id>:state           JSON: sent | running (worker, attempt, device, latest progress)
   :job:<id>:cancel          set by the bot: stop this job
-  :job:<id>:attempts        INCR at each run; past `max_attempts` the job fails
   :job:<id>:final           the job's one outcome {task, worker, attempt, event, image_key}
                             (SET NX: the first to end the job wins)
   :job:<id>:image:<task>    the PNG of a finished run (per task, so a duplicate run cannot
@@ -57,7 +56,7 @@ class Keys:
         return f"{self.prefix}:worker:{name}"
 
     def job(self, job_id: str, part: str) -> str:
-        """One key of one job: in0, task, state, cancel, attempts, final, image:<task>."""
+        """One key of one job: in0, task, state, cancel, final, image:<task>."""
         return f"{self.prefix}:job:{job_id}:{part}"
 
     def inputs(self, job_id: str, count: int) -> list[str]:
@@ -66,7 +65,7 @@ class Keys:
 
     def job_keys(self, job_id: str, count: int) -> list[str]:
         """Every fixed-name key of a job (image keys are named in `final`)."""
-        parts = ("task", "state", "cancel", "attempts", "final")
+        parts = ("task", "state", "cancel", "final")
         return self.inputs(job_id, count) + [self.job(job_id, p) for p in parts]
 
 

@@ -10,11 +10,11 @@ Delivery: a message goes to the own queue of a worker that reports ready (Celery
 `worker_direct`), never to the shared queue where a worker still reloading its pool process could
 hold it. It is acknowledged after its run, also when the process running it dies: the bot alone
 sends a re-run, so one crash costs one attempt. A lost run is noticed by the worker's status (a
-new pool process that is not running it, or the status expiring when the host is down), and the
-job is sent again under a new task id (the fence), which turns any older message for it into a
-no-op. However often it runs, a job ends once: its outcome is stored with SET NX, and the
-scheduler journals it once. Runs are counted per job (INCR): one that kills its worker every time
-fails after `max_attempts`.
+new pool process that is not running it, or the status expiring when the host is down) and
+reported as `WorkerLost`: the scheduler's retry policy and attempt counter (`celery.max_attempts`)
+decide whether the job is dispatched again, under a new task id (the fence), which turns any older
+message for it into a no-op. However often it runs, a job ends once: its outcome is stored with
+SET NX, and the scheduler journals it once.
 
 After a restart the scheduler re-queues the journal's unfinished jobs; dispatching one looks in
 Redis first: a stored outcome is delivered without running again, a job still running on a live
@@ -260,21 +260,6 @@ class CeleryBackend(Backend):
             run.phase = "sent"
         log.info("job %s sent to %s (task %s)", job.id, target, task_id)
 
-    async def _resend(self, run: Run, reason: str) -> None:
-        try:
-            attempts = int(await self._redis.get(self._keys.job(run.job_id, "attempts")) or 0)
-        except Exception as exc:
-            run.phase = "running"  # try again at the next poll
-            log.warning("job %s: cannot read its attempts: %s", run.job_id, exc)
-            return
-        if attempts >= self._cfg.max_attempts:
-            log.warning("job %s: %s after %d attempts; failing it", run.job_id, reason, attempts)
-            failed = Failed(messages.stopped_repeatedly(attempts), reason)
-            await self._claim(run, failed)
-            return
-        log.warning("job %s: %s; sending it again", run.job_id, reason)
-        await self._send(run)
-
     async def _cancel(self, run: Run) -> None:
         try:
             await self._redis.set(self._keys.job(run.job_id, "cancel"), b"1", ex=self._ttl)
@@ -463,20 +448,15 @@ class CeleryBackend(Backend):
             # and a worker that kept painting gets one status period to say so.
             return
         # Gone (status expired: host down, main process killed), or moved on: its pool process
-        # died (Celery acknowledged the message, so the re-run is ours alone to send).
+        # died (Celery acknowledged the message, so the re-run is the scheduler's alone).
         run.lost_since = run.lost_since or now
         gone = not self._registry.known(run.worker)
         reloading = self._registry.reloading(run.worker)
         if gone or reloading or now - run.lost_since >= self._cfg.worker_timeout_s:
-            run.phase = "sending"
-            what = (
-                "went silent"
-                if gone
-                else "lost its pool process"
-                if reloading
-                else "is no longer running it"
-            )
-            self._spawn(self._resend(run, f"worker {run.worker} {what}"))
+            what = "went silent" if gone else "is no longer running it"
+            what = "lost its pool process" if reloading else what
+            # The scheduler's retry policy decides whether it runs again; it dispatches anew.
+            self._lose(run, f"worker {run.worker} {what}")
 
     # -- reporting ---------------------------------------------------------------------------
 
