@@ -124,14 +124,22 @@ def sync_redis(cfg: CeleryConfig, *, retry: bool = True) -> Any:
     )
 
 
-def async_redis(cfg: CeleryConfig) -> Any:
+def async_redis(cfg: CeleryConfig, *, reconnect: bool = False) -> Any:
     """A redis.asyncio client for the job data (the bot's event loop); no retries: the bot's
-    poll loop comes back every poll interval and must not stall on one command."""
+    poll loop comes back every poll interval and must not stall on one command. With
+    `reconnect` (the event subscription), it reconnects with backoff for as long as it takes
+    and resubscribes: redis-py's Retry, instead of a loop of our own."""
     import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
 
     url = data_url(cfg)
+    options: dict[str, Any] = {}
+    if reconnect:
+        options["retry"] = Retry(ExponentialBackoff(cap=10.0, base=0.5), -1)  # -1: no limit
+        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
     return redis.asyncio.Redis.from_url(
-        url, socket_timeout=30, health_check_interval=30, **_redis_ssl(cfg, url)
+        url, socket_timeout=30, health_check_interval=30, **options, **_redis_ssl(cfg, url)
     )
 
 

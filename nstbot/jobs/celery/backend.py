@@ -88,6 +88,7 @@ class CeleryBackend(Backend):
         self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-celery")  # Celery calls block
         self._app: Any = None
         self._redis: Any = None
+        self._events: Any = None  # the subscription's client, which reconnects on its own
         self._listener: BackendListener | None = None
         self._registry = WorkerRegistry(cfg)
         self._runs: dict[str, Run] = {}
@@ -114,7 +115,8 @@ class CeleryBackend(Backend):
         where = redact_redis_url(data_url(self._cfg))
         log.info("celery backend: queue %s, redis %s", self._cfg.queue, where)
         self._spawn(self._poll_loop())
-        self._spawn(listen(self._redis, self._keys.events, self._on_event, lambda: self._stopping))
+        self._events = async_redis(self._cfg, reconnect=True)
+        self._spawn(listen(self._events, self._keys.events, self._on_event, lambda: self._stopping))
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait for the first look at the workers and for those starting to be ready."""
@@ -186,9 +188,10 @@ class CeleryBackend(Backend):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._redis.delete(*keys), 2.0)
         self._cleanups.clear()
-        if self._redis is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._redis.aclose(), 5.0)
+        for client in (self._redis, self._events):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.aclose(), 5.0)
         if self._app is not None:
             loop = asyncio.get_running_loop()
             with contextlib.suppress(Exception):

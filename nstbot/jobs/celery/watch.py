@@ -7,7 +7,6 @@ instead of asking every worker over the broker (`celery inspect`), which is slow
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -63,27 +62,19 @@ class Run:
 async def listen(
     redis: Any, channel: str, handle: Callable[[dict[str, Any]], None], stopping: Callable[[], bool]
 ) -> None:
-    """Pass each JSON message of `channel` to `handle`, resubscribing after errors, until
-    `stopping()`; messages missed meanwhile are the poll's to find."""
-    delay = 0.5
-    while not stopping():
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(channel)
-            delay = 0.5
-            while not stopping():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None:
-                    handle(loads(message["data"]) or {})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("event subscription lost (%s); retrying in %.1f s", exc, delay)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-        await asyncio.sleep(delay)
-        delay = min(10.0, delay * 2)
+    """Pass each JSON message of `channel` to `handle` until `stopping()`. `redis` is a client
+    that retries (`async_redis(reconnect=True)`): redis-py reconnects and resubscribes after a
+    dropped connection; messages missed meanwhile are the poll's to find."""
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+        while not stopping():
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None:
+                handle(loads(message["data"]) or {})
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
 
 
 class WorkerRegistry:
