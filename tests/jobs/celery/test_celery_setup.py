@@ -195,3 +195,39 @@ async def test_cancel_of_a_job_still_in_celerys_queue_ends_it_at_once(
         await until(lambda: not raw.exists(key), 10, "the job's keys to be removed")
     finally:
         await backend.stop()
+
+
+async def test_a_job_sent_to_a_worker_that_vanishes_before_taking_it_goes_to_another(
+    redis_url: str, tmp_path: Path
+) -> None:
+    queue = f"gone{uuid.uuid4().hex[:6]}"
+    raw = redis.Redis.from_url(redis_url)
+    # Two workers that say they are ready but take nothing; the first one's status expires soon
+    # (its host went away with the message in its own queue).
+    doomed, spare = "nstbot.cpu.1@ghost", "nstbot.cpu.2@ghost"
+    for name, ttl in ((doomed, 2), (spare, 60)):
+        raw.set(
+            f"nstbot:{queue}:worker:{name}", json.dumps({"name": name, "state": "ready"}), ex=ttl
+        )
+        raw.sadd(f"nstbot:{queue}:workers", name)
+    backend = CeleryBackend(celery_config(tmp_path, redis_url, queue))
+    listener = Listener()
+    await backend.start(listener)
+    try:
+        await backend.wait_ready(10)
+        job = tiny_job()
+        paths = [tmp_path / "content.img", tmp_path / "style0.img"]
+        for path, data in zip(paths, (IMG, STYLE), strict=True):
+            path.write_bytes(data)
+        backend.dispatch(RunRequest(job, [str(p) for p in paths], 1))
+        await until(lambda: raw.llen(f"{doomed}.dq2") == 1, 10, "the message for the first")
+        await until(lambda: raw.llen(f"{spare}.dq2") == 1, 15, "the message sent again")
+        assert listener.events == []  # it never ran: no attempt spent, nothing reported
+        fence = raw.get(f"nstbot:{queue}:job:{job.id}:task")
+        assert fence is not None and fence.decode() in raw.lindex(f"{spare}.dq2", 0).decode()
+        backend.cancel(job.id)
+        await until(lambda: listener.events, 5, "the outcome")
+        assert isinstance(listener.events[-1], Cancelled)
+    finally:
+        await backend.stop()
+        raw.delete(f"{doomed}.dq2", f"{spare}.dq2")
