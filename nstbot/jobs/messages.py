@@ -22,8 +22,11 @@ VERSION_SKEW = (
 
 
 def stopped_repeatedly(times: int) -> str:
-    """A job that ended its worker (or the bot) `times` times is not tried again."""
-    return f"Your image stopped the GPU worker {times} times, so it was not tried again."
+    """A job whose worker (or the bot) died under it `times` times is not tried again."""
+    return (
+        f"The worker painting your image stopped unexpectedly {times} times, "
+        "so it was not tried again."
+    )
 
 
 def engine_failed(reason: str) -> str:

@@ -45,6 +45,7 @@ from nstbot.jobs.model import (
     Started,
     final_state,
 )
+from nstbot.jobs.retry import RetryPolicy
 from nstbot.jobs.status import Health, QueueEntry, Tally
 
 __all__ = [
@@ -73,7 +74,7 @@ class _Entry:
     inputs: list[str]
     state: JobState = JobState.QUEUED
     attempts: int = 0
-    crashes: int = 0
+    """Runs begun (the one attempt counter: journalled, read by the retry policy)."""
     started_at: float | None = None
     first_started_at: float | None = None
     cancel_reason: str | None = None
@@ -89,6 +90,7 @@ class Scheduler:
     ) -> None:
         self.config = config
         self.ex = config.executor
+        self.retry = RetryPolicy.from_config(config)
         self._backend = backend if backend is not None else _make_backend(config)
         self._records = records if records is not None else Records(config.data_dir)
         self._queue = FairQueue()
@@ -109,7 +111,7 @@ class Scheduler:
         if self._started:
             raise RuntimeError("a Scheduler starts once; make a new one to start again")
         self._started = True
-        plan = await self._records.open(self.ex.retention_hours)
+        plan = await self._records.open(self.ex.retention_hours, self.retry)
         await self._backend.start(self)
         # Jobs still running remotely (Celery) hold a worker already: they go first.
         live = await self._backend.resumable([row.job.id for row in plan.requeue])
@@ -264,17 +266,15 @@ class Scheduler:
         if isinstance(event, Started | Progress):
             if isinstance(event, Started):
                 log.info("job %s started on %s (attempt %d)", job_id, event.device, event.attempt)
-                if event.attempt > entry.attempts:
-                    # A remote backend re-ran it on its own (Celery redelivery): the journal
-                    # counts runs, not dispatches.
+                if event.attempt != entry.attempts:
+                    # Adopted after a restart (Celery): the run began as an earlier attempt,
+                    # and the journal counts runs, not dispatches.
                     entry.attempts = event.attempt
                     self._records.running(job_id, entry.attempts, entry.started_at or time.time())
             entry.handle._push(replace(event, job_id=job_id))
         elif isinstance(event, Finished):
             stats = dict(event.stats)
-            # A remote backend may have run it more often than it was dispatched.
-            attempts = max(entry.attempts, int(stats.get("attempt") or 0))
-            stats.update(attempts=attempts, wait_s=round(self._wait_of(entry), 3))
+            stats.update(attempts=entry.attempts, wait_s=round(self._wait_of(entry), 3))
             self._end(entry, replace(event, stats=stats))
         elif isinstance(event, Failed):
             self._end(entry, event)
@@ -348,8 +348,7 @@ class Scheduler:
             self._end(entry, _cancelled(entry))
         elif entry.timed_out:
             self._end(entry, replace(self._timeout_failure(), detail=lost.detail))
-        elif self.ex.retry_crashed and entry.crashes == 0:
-            entry.crashes += 1
+        elif self.retry.retries_lost(entry.attempts):
             self._release(entry)
             entry.state = JobState.QUEUED
             entry.handle._set(state=JobState.QUEUED)
@@ -360,7 +359,9 @@ class Scheduler:
             self._publish_positions()
             self._dispatch()
         else:
-            self._end(entry, Failed(messages.CRASHED, lost.detail))
+            log.warning("job %s worker lost (%s) at attempt %d; failing it", entry.job.id,
+                        lost.detail, entry.attempts)  # fmt: skip
+            self._end(entry, self.retry.gave_up(entry.attempts, lost.detail))
 
     def _release(self, entry: _Entry) -> None:
         if entry.timer is not None:

@@ -6,11 +6,13 @@ No worker processes here, so these run in milliseconds; tests/jobs/test_worker*.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 from jobhelpers import ManualBackend, make_config, png, tiny_job
 
+from nstbot.jobs import messages
 from nstbot.jobs.backend import WorkerLost
 from nstbot.jobs.journal.journal import Journal
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
@@ -174,6 +176,33 @@ async def test_worker_lost_is_retried_once_then_failed(tmp_path: Path) -> None:
     assert other.id in b.running  # other jobs proceed
     assert s.stats()["retried"] == 1
     await s.stop()
+
+
+async def test_on_celery_the_scheduler_counts_every_lost_run_against_max_attempts(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    config = dataclasses.replace(
+        config,
+        executor=dataclasses.replace(config.executor, backend="celery"),
+        celery=dataclasses.replace(config.celery, max_attempts=3),
+    )
+    backend = ManualBackend()
+    s = Scheduler(config, backend=backend)
+    await s.start()
+    h = await submit(s)
+    for attempt in (1, 2):
+        assert backend.dispatched[-1].attempt == attempt
+        backend.emit(h.id, Started("cpu", attempt=attempt))
+        backend.emit(h.id, WorkerLost("pool process killed by SIGKILL"))
+        assert h.state is JobState.RUNNING  # sent again by the scheduler, one attempt per loss
+    backend.emit(h.id, WorkerLost("pool process killed by SIGKILL"))
+    assert isinstance(h.outcome, Failed) and h.outcome.message == messages.stopped_repeatedly(3)
+    assert len(backend.dispatched) == 3 and s.stats()["retried"] == 2
+    await s.stop()
+    journal = Journal(tmp_path / "journal.sqlite3")
+    assert journal.get(h.id).attempts == 3  # type: ignore[union-attr]
+    journal.close()
 
 
 async def test_worker_lost_without_retry_fails_at_once(tmp_path: Path) -> None:

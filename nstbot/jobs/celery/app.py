@@ -12,7 +12,6 @@ Redis layout (prefix `nstbot:<queue>`; every job key has a TTL, results are dele
                             message with any other id is stale and exits at once)
   :job:<id>:state           JSON: sent | running (worker, attempt, device, latest progress)
   :job:<id>:cancel          set by the bot: stop this job
-  :job:<id>:attempts        INCR at each run; past `max_attempts` the job fails
   :job:<id>:final           the job's one outcome {task, worker, attempt, event, image_key}
                             (SET NX: the first to end the job wins)
   :job:<id>:image:<task>    the PNG of a finished run (per task, so a duplicate run cannot
@@ -57,7 +56,7 @@ class Keys:
         return f"{self.prefix}:worker:{name}"
 
     def job(self, job_id: str, part: str) -> str:
-        """One key of one job: in0, task, state, cancel, attempts, final, image:<task>."""
+        """One key of one job: in0, task, state, cancel, final, image:<task>."""
         return f"{self.prefix}:job:{job_id}:{part}"
 
     def inputs(self, job_id: str, count: int) -> list[str]:
@@ -66,7 +65,7 @@ class Keys:
 
     def job_keys(self, job_id: str, count: int) -> list[str]:
         """Every fixed-name key of a job (image keys are named in `final`)."""
-        parts = ("task", "state", "cancel", "attempts", "final")
+        parts = ("task", "state", "cancel", "final")
         return self.inputs(job_id, count) + [self.job(job_id, p) for p in parts]
 
 
@@ -125,14 +124,22 @@ def sync_redis(cfg: CeleryConfig, *, retry: bool = True) -> Any:
     )
 
 
-def async_redis(cfg: CeleryConfig) -> Any:
+def async_redis(cfg: CeleryConfig, *, reconnect: bool = False) -> Any:
     """A redis.asyncio client for the job data (the bot's event loop); no retries: the bot's
-    poll loop comes back every poll interval and must not stall on one command."""
+    poll loop comes back every poll interval and must not stall on one command. With
+    `reconnect` (the event subscription), it reconnects with backoff for as long as it takes
+    and resubscribes: redis-py's Retry, instead of a loop of our own."""
     import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
 
     url = data_url(cfg)
+    options: dict[str, Any] = {}
+    if reconnect:
+        options["retry"] = Retry(ExponentialBackoff(cap=10.0, base=0.5), -1)  # -1: no limit
+        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
     return redis.asyncio.Redis.from_url(
-        url, socket_timeout=30, health_check_interval=30, **_redis_ssl(cfg, url)
+        url, socket_timeout=30, health_check_interval=30, **options, **_redis_ssl(cfg, url)
     )
 
 
@@ -153,10 +160,14 @@ def make_app(config: Config, *, worker: bool = False) -> Celery:
         event_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # Acknowledge after the run, and put the job back when the process running it dies.
+        # Acknowledge after the run, also when the process running it dies: the bot notices the
+        # loss and decides on a re-run (one owner, so one crash costs one attempt).
         task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        task_reject_on_worker_lost=False,
         task_acks_on_failure_or_timeout=True,
+        # Each worker also reads its own queue (`<name>.dq2`): the bot sends every job to a
+        # worker that reports ready, never to one whose pool process is still reloading.
+        worker_direct=True,
         task_ignore_result=True,  # outcomes travel in nstbot's own keys (see the module doc)
         task_time_limit=cfg.hard_time_limit_s,
         task_default_queue=cfg.queue,

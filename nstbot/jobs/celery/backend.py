@@ -6,12 +6,15 @@ their status to Redis every heartbeat (nstbot.jobs.celery.watch); jobs travel as
 and results as bytes in Redis keys with a TTL (layout in nstbot.jobs.celery.app). Events come
 back over Redis pub/sub, with a poll of the same keys as the fallback.
 
-Delivery: a message is acknowledged after its run and put back when the process running it dies,
-so Celery runs it again. A worker that vanishes (host down) is noticed by its status expiring,
-and the job is sent again under a new task id (the fence), which turns any older message for it
-into a no-op. However often it runs, a job ends once: its outcome is stored with SET NX, and the
-scheduler journals it once. Runs are counted per job (INCR): one that kills its worker every time
-fails after `max_attempts`.
+Delivery: a message goes to the own queue of a worker that reports ready (Celery's
+`worker_direct`), never to the shared queue where a worker still reloading its pool process could
+hold it. It is acknowledged after its run, also when the process running it dies: the bot alone
+sends a re-run, so one crash costs one attempt. A lost run is noticed by the worker's status (a
+new pool process that is not running it, or the status expiring when the host is down) and
+reported as `WorkerLost`: the scheduler's retry policy and attempt counter (`celery.max_attempts`)
+decide whether the job is dispatched again, under a new task id (the fence), which turns any older
+message for it into a no-op. However often it runs, a job ends once: its outcome is stored with
+SET NX, and the scheduler journals it once.
 
 After a restart the scheduler re-queues the journal's unfinished jobs; dispatching one looks in
 Redis first: a stored outcome is delivered without running again, a job still running on a live
@@ -31,6 +34,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from celery.utils.nodenames import worker_direct
 
 from nstbot.config import Config
 from nstbot.jobs import messages
@@ -66,6 +71,7 @@ from nstbot.logs import add_secret
 
 log = logging.getLogger(__name__)
 
+SENDING = ("sending", "sent")
 CLEANUP_DELAY_S = 3.0  # lets the journal write of the outcome land before Redis forgets it
 
 
@@ -82,6 +88,7 @@ class CeleryBackend(Backend):
         self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-celery")  # Celery calls block
         self._app: Any = None
         self._redis: Any = None
+        self._events: Any = None  # the subscription's client, which reconnects on its own
         self._listener: BackendListener | None = None
         self._registry = WorkerRegistry(cfg)
         self._runs: dict[str, Run] = {}
@@ -108,7 +115,8 @@ class CeleryBackend(Backend):
         where = redact_redis_url(data_url(self._cfg))
         log.info("celery backend: queue %s, redis %s", self._cfg.queue, where)
         self._spawn(self._poll_loop())
-        self._spawn(listen(self._redis, self._keys.events, self._on_event, lambda: self._stopping))
+        self._events = async_redis(self._cfg, reconnect=True)
+        self._spawn(listen(self._events, self._keys.events, self._on_event, lambda: self._stopping))
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait for the first look at the workers and for those starting to be ready."""
@@ -180,9 +188,10 @@ class CeleryBackend(Backend):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._redis.delete(*keys), 2.0)
         self._cleanups.clear()
-        if self._redis is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._redis.aclose(), 5.0)
+        for client in (self._redis, self._events):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.aclose(), 5.0)
         if self._app is not None:
             loop = asyncio.get_running_loop()
             with contextlib.suppress(Exception):
@@ -224,8 +233,14 @@ class CeleryBackend(Backend):
         except OSError as exc:
             self._finish(run, Failed(messages.INPUTS_GONE, str(exc)))
             return
+        # Workers sent a job they have not shown as busy yet (a concurrent send included).
+        taken = {r.worker for r in self._runs.values() if r is not run and r.phase in SENDING}
+        target = self._registry.ready({w for w in taken if w})
+        if target is None:
+            self._wait_for_worker(run)
+            return
         task_id = f"{job.id}-{uuid.uuid4().hex[:12]}"
-        run.task_id, run.phase, run.lost_since = task_id, "sending", None
+        run.task_id, run.phase, run.lost_since, run.worker = task_id, "sending", None, target
         inputs = self._keys.inputs(job.id, len(blobs))
         # Only what a worker needs: `delivery` holds Discord tokens and stays with the bot.
         request = RunRequest(dataclasses.replace(job, delivery={}), inputs, run.request.attempt)
@@ -239,29 +254,14 @@ class CeleryBackend(Backend):
             pipe.set(self._keys.job(job.id, "state"), state, ex=self._ttl)
             await pipe.execute()
             send = functools.partial(self._app.send_task, TASK_NAME, args=[payload],
-                                     task_id=task_id, queue=self._cfg.queue)  # fmt: skip
+                                     task_id=task_id, queue=worker_direct(target))  # fmt: skip
             await asyncio.get_running_loop().run_in_executor(self._io, send)
         except Exception as exc:
             self._wait_for_redis(run, exc)
             return
         if run.phase == "sending":
             run.phase = "sent"
-        log.info("job %s sent to Celery (task %s)", job.id, task_id)
-
-    async def _resend(self, run: Run, reason: str) -> None:
-        try:
-            attempts = int(await self._redis.get(self._keys.job(run.job_id, "attempts")) or 0)
-        except Exception as exc:
-            run.phase = "running"  # try again at the next poll
-            log.warning("job %s: cannot read its attempts: %s", run.job_id, exc)
-            return
-        if attempts >= self._cfg.max_attempts:
-            log.warning("job %s: %s after %d attempts; failing it", run.job_id, reason, attempts)
-            failed = Failed(messages.stopped_repeatedly(attempts), reason)
-            await self._claim(run, failed)
-            return
-        log.warning("job %s: %s; sending it again", run.job_id, reason)
-        await self._send(run)
+        log.info("job %s sent to %s (task %s)", job.id, target, task_id)
 
     async def _cancel(self, run: Run) -> None:
         try:
@@ -335,6 +335,13 @@ class CeleryBackend(Backend):
         reaches Redis again sends it (or the no-worker grace ends it)."""
         if run.phase != "waiting":
             log.warning("job %s: cannot reach Redis (%s); it waits", run.job_id, exc)
+        run.phase, run.task_id = "waiting", None
+
+    def _wait_for_worker(self, run: Run) -> None:
+        """No worker reports ready (one may be reloading after a crash): the job waits, and a
+        poll sends it to the first one that does."""
+        if run.phase != "waiting":
+            log.info("job %s: no worker is ready; it waits", run.job_id)
         run.phase, run.task_id = "waiting", None
 
     def _lose(self, run: Run, detail: str) -> None:
@@ -431,6 +438,11 @@ class CeleryBackend(Backend):
             self._revoke(run.task_id, terminate=True)
             self._spawn(self._claim(run, Cancelled(reason="did not stop")))
             return
+        if run.phase == "sent" and not self._registry.known(run.worker):
+            # Its worker went away before taking it: it never ran, so no attempt is spent.
+            run.phase = "sending"
+            self._spawn(self._send(run))
+            return
         if run.phase != "running" or self._registry.runs(run.worker, run.job_id):
             run.lost_since = None
             return
@@ -439,13 +451,15 @@ class CeleryBackend(Backend):
             # and a worker that kept painting gets one status period to say so.
             return
         # Gone (status expired: host down, main process killed), or moved on: its pool process
-        # died, Celery put the message back, and another worker normally starts it at once.
+        # died (Celery acknowledged the message, so the re-run is the scheduler's alone).
         run.lost_since = run.lost_since or now
         gone = not self._registry.known(run.worker)
-        if gone or now - run.lost_since >= self._cfg.worker_timeout_s:
-            run.phase = "sending"
+        reloading = self._registry.reloading(run.worker)
+        if gone or reloading or now - run.lost_since >= self._cfg.worker_timeout_s:
             what = "went silent" if gone else "is no longer running it"
-            self._spawn(self._resend(run, f"worker {run.worker} {what}"))
+            what = "lost its pool process" if reloading else what
+            # The scheduler's retry policy decides whether it runs again; it dispatches anew.
+            self._lose(run, f"worker {run.worker} {what}")
 
     # -- reporting ---------------------------------------------------------------------------
 

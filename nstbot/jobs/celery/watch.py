@@ -7,7 +7,6 @@ instead of asking every worker over the broker (`celery inspect`), which is slow
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -30,7 +29,8 @@ class Run:
     request: RunRequest
     task_id: str | None = None
     phase: str = "sending"
-    """waiting (for Redis), sending, sent (in Celery's queue) or running (on `worker`)."""
+    """waiting (for Redis or a ready worker), sending, sent (to `worker`'s own queue) or
+    running (on `worker`)."""
     worker: str | None = None
     attempt: int = 0
     step: int = 0
@@ -62,27 +62,19 @@ class Run:
 async def listen(
     redis: Any, channel: str, handle: Callable[[dict[str, Any]], None], stopping: Callable[[], bool]
 ) -> None:
-    """Pass each JSON message of `channel` to `handle`, resubscribing after errors, until
-    `stopping()`; messages missed meanwhile are the poll's to find."""
-    delay = 0.5
-    while not stopping():
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(channel)
-            delay = 0.5
-            while not stopping():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None:
-                    handle(loads(message["data"]) or {})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("event subscription lost (%s); retrying in %.1f s", exc, delay)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-        await asyncio.sleep(delay)
-        delay = min(10.0, delay * 2)
+    """Pass each JSON message of `channel` to `handle` until `stopping()`. `redis` is a client
+    that retries (`async_redis(reconnect=True)`): redis-py reconnects and resubscribes after a
+    dropped connection; messages missed meanwhile are the poll's to find."""
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+        while not stopping():
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None:
+                handle(loads(message["data"]) or {})
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
 
 
 class WorkerRegistry:
@@ -119,6 +111,13 @@ class WorkerRegistry:
             or (w["state"] is WorkerState.BUSY and w.get("job_id") in ours)
         )
 
+    def ready(self, taken: Container[str]) -> str | None:
+        """A worker that reports ready and is not in `taken` (sent a job it has not shown yet)."""
+        for name, w in sorted(self.workers.items()):
+            if w["state"] is WorkerState.READY and name not in taken:
+                return name
+        return None
+
     def busy_jobs(self) -> set[str]:
         """Ids of the jobs the workers are running."""
         return {
@@ -134,6 +133,10 @@ class WorkerRegistry:
     def known(self, name: str | None) -> bool:
         """Whether worker `name` has a live status."""
         return name is not None and name in self.workers
+
+    def reloading(self, name: str | None) -> bool:
+        """Whether worker `name` is starting a pool process (its last one died)."""
+        return name is not None and self.workers.get(name, {}).get("state") is WorkerState.STARTING
 
     def mark_idle(self, name: str | None, job_id: str) -> None:
         """The worker ended `job_id` (it writes so itself; this saves waiting for the poll)."""

@@ -4,8 +4,8 @@ Pool: prefork with one pool process, so one job at a time per GPU and one prefet
 The pool process is started with spawn (Celery >= 5.7, `worker_pool_start_method`): a fresh
 interpreter that imports torch and loads VGG19 in `worker_process_init`, before it reports up.
 The main process only talks to Redis and never imports torch, so when the pool process dies
-mid-job (CUDA crash, OOM killer, SIGKILL) the main process survives, puts the message back
-(`task_reject_on_worker_lost`) for any worker to run, and starts a new pool process. With an
+mid-job (CUDA crash, OOM killer, SIGKILL) the main process survives, acknowledges the message
+(the bot decides on a re-run and sends it to a ready worker) and starts a new pool process. With an
 older Celery the pool forks instead, which is safe for the same reason: the parent holds no CUDA
 state and no torch threads (checked before starting).
 
@@ -264,7 +264,7 @@ class _PoolProcess:
         self._unreachable = False
 
     def run(self, task_id: str, payload: Any) -> dict[str, Any]:
-        """Check the fence and count the run, fetch the inputs, run, publish the outcome."""
+        """Check the fence, fetch the inputs, run, publish the outcome."""
         job_id = _job_id(payload)
         if job_id is None:
             # Without a job id no outcome can be stored for the bot to find; its job timeout
@@ -277,10 +277,7 @@ class _PoolProcess:
             # Redelivered after the bot sent the job again, or after it ended: nothing to do.
             log.info("job %s: task %s is stale, skipped", job_id, task_id)
             return {"skipped": True}
-        pipe = self.redis.pipeline()
-        pipe.incr(key("attempts"))
-        pipe.expire(key("attempts"), self.ttl)
-        attempt = int(pipe.execute()[0])
+        attempt = _attempt(payload)  # counted by the bot's scheduler, reported as it is
         stop = RedisStop(self, job_id, task_id)
         reporter = RedisReporter(self, job_id, task_id, attempt, stop)
         try:
@@ -289,13 +286,6 @@ class _PoolProcess:
         except PayloadError as exc:
             log.error("job %s: cannot read the job: %s", job_id, exc.detail)
             reporter.failed(str(exc), exc.detail)
-            return {"attempt": attempt}
-        if attempt > self.cfg.max_attempts:
-            log.warning("job %s: attempt %d is over the limit; failing it", job_id, attempt)
-            reporter.failed(
-                messages.stopped_repeatedly(attempt - 1),
-                f"max_attempts ({self.cfg.max_attempts}) reached",
-            )
             return {"attempt": attempt}
         if cancel is not None:
             reporter.cancelled()
@@ -329,6 +319,13 @@ def _job_id(payload: Any) -> str | None:
     job = payload.get("job") if isinstance(payload, dict) else None
     job_id = job.get("id") if isinstance(job, dict) else None
     return job_id if isinstance(job_id, str) and job_id else None
+
+
+def _attempt(payload: dict[str, Any]) -> int:
+    try:
+        return max(1, int(payload.get("attempt", 1)))
+    except (TypeError, ValueError):
+        return 1  # parse_request names the problem
 
 
 def _run_settings(payload: dict[str, Any]) -> RunSettings:
@@ -380,7 +377,7 @@ class RedisReporter(EventReporter):
         self._warned = False
 
     def emit(self, event: Event) -> None:
-        """Publish one event (the runtime's attempt is replaced by this run's count)."""
+        """Publish one event (with the attempt the bot sent)."""
         if isinstance(event, Started):
             event = dataclasses.replace(event, attempt=self.attempt)
             self._state = {"status": "running", "task": self.task_id, "worker": self.proc.name,

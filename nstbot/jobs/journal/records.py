@@ -18,6 +18,7 @@ from nstbot.jobs.journal.journal import Journal
 from nstbot.jobs.journal.recovery import RecoveryPlan, recover
 from nstbot.jobs.journal.storage import FULL_BELOW_BYTES, JobFiles, is_disk_full
 from nstbot.jobs.model import Cancelled, Failed, Finished, Job, final_state
+from nstbot.jobs.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,15 +33,15 @@ class Records:
         self.journal: Journal | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-journal")
 
-    async def open(self, retention_hours: float) -> RecoveryPlan:
-        """Open the journal, prune old jobs and stray folders, and sort out unfinished jobs;
-        JournalUnavailable (one line) when the data folder is full or the journal unreadable."""
+    async def open(self, retention_hours: float, policy: RetryPolicy | None = None) -> RecoveryPlan:
+        """Open the journal, prune old jobs and stray folders, and sort out unfinished jobs (by
+        `policy`); JournalUnavailable (one line) when the data folder is full or unreadable."""
         try:
-            return await self._call(self._open, retention_hours)
+            return await self._call(self._open, retention_hours, policy)
         except (OSError, sqlite3.Error) as exc:
             raise JournalUnavailable(self._why(exc)) from exc
 
-    def _open(self, retention_hours: float) -> RecoveryPlan:
+    def _open(self, retention_hours: float, policy: RetryPolicy | None) -> RecoveryPlan:
         self.files.root.parent.mkdir(parents=True, exist_ok=True)
         if self.files.free_bytes() < FULL_BELOW_BYTES:
             raise OSError(28, "No space left on device")  # checked first: SQLite says "I/O error"
@@ -50,7 +51,7 @@ class Records:
         orphans = self.files.remove_orphans(self.journal.known_ids(), 0.0)
         if gone or orphans:
             log.info("pruned %d old jobs and %d stray folders", len(gone), len(orphans))
-        return recover(self.journal, self.files)
+        return recover(self.journal, self.files, policy)
 
     def _why(self, exc: BaseException) -> str:
         try:

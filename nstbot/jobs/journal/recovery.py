@@ -11,12 +11,9 @@ from nstbot.jobs import messages
 from nstbot.jobs.journal.journal import Journal, JournalRow
 from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, JobState
+from nstbot.jobs.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
-
-# A job that was running when the whole process died this many times is not tried again: it may
-# be what kills the process.
-MAX_RECOVERED_ATTEMPTS = 3
 
 
 @dataclass
@@ -27,8 +24,9 @@ class RecoveryPlan:
     ended: list[tuple[JournalRow, Finished | Failed]] = field(default_factory=list)
 
 
-def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
+def recover(journal: Journal, files: JobFiles, policy: RetryPolicy | None = None) -> RecoveryPlan:
     """Sort the journal's unfinished and undelivered jobs, updating the journal to match."""
+    policy = policy or RetryPolicy()
     plan = RecoveryPlan()
     for row in journal.active():
         if row.delivery_status == "ok":
@@ -38,7 +36,7 @@ def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
             journal.mark_done(row.job.id, JobState.FINISHED, finished_at=time.time())
             files.remove(row.job.id)
             continue
-        problem = _problem(row)
+        problem = _problem(row, policy)
         if problem is None:
             journal.mark_queued(row.job.id, row.attempts)
             plan.requeue.append(row)
@@ -66,12 +64,12 @@ def recover(journal: Journal, files: JobFiles) -> RecoveryPlan:
     return plan
 
 
-def _problem(row: JournalRow) -> tuple[str, str] | None:
+def _problem(row: JournalRow, policy: RetryPolicy) -> tuple[str, str] | None:
     if row.bad_params:
         return messages.BAD_PARAMS, f"stored parameters invalid: {row.bad_params}"
     missing = [p for p in row.inputs if not Path(p).is_file()]
     if missing or not row.inputs:
         return messages.INPUTS_GONE, f"input files missing: {', '.join(missing) or 'none recorded'}"
-    if row.state is JobState.RUNNING and row.attempts >= MAX_RECOVERED_ATTEMPTS:
+    if row.state is JobState.RUNNING and not policy.resumes(row.attempts):
         return messages.stopped_repeatedly(row.attempts), f"running at {row.attempts} restarts"
     return None

@@ -22,6 +22,7 @@ from PIL import Image
 
 from nstbot.jobs import messages
 from nstbot.jobs.celery import backend as celery_backend
+from nstbot.jobs.journal.journal import Journal
 from nstbot.jobs.model import Cancelled, Failed, Finished, JobState, Progress, Queued, Started
 from nstbot.jobs.scheduler import Scheduler
 
@@ -166,6 +167,43 @@ async def test_a_killed_pool_process_reruns_the_job_elsewhere_once(sched, worker
     assert result.stats["worker"] != victim.name and result.stats["attempts"] == 2
     await until(lambda: not job_keys(workers, handle.id), 15, "the job's keys to be removed")
     workers.wait_ready(2)  # the victim's main process started a new pool process
+
+
+async def test_one_pool_crash_costs_one_attempt_and_reruns_on_a_ready_worker(
+    sched, workers, tmp_path
+) -> None:
+    # The other worker is busy when the pool process dies and free a moment later, while the
+    # victim is still reloading: the re-run must wait for the ready one, not for the victim, and
+    # run exactly once more (Celery re-queuing the message as well cost a second attempt).
+    crashing = await submit(sched, 1, steps=40, test_step_sleep=0.1)
+    victim = await running_on(sched, crashing.id)
+    short = await submit(sched, 2, steps=6, test_step_sleep=0.3)
+    helper = await running_on(sched, short.id)
+    events: list = []
+    async for event in crashing.events():
+        events.append(event)
+        if isinstance(event, Progress):
+            break
+    os.kill(victim.pid, signal.SIGKILL)
+    events += await collect(crashing, 120)
+    assert isinstance(await short.wait(), Finished)
+    starts = [e for e in events if isinstance(e, Started)]
+    assert [s.attempt for s in starts] == [1, 2], events
+    (result,) = finals(events)
+    assert isinstance(result, Finished), result
+    assert result.stats["worker"] == helper.name != victim.name
+    assert result.stats["attempts"] == 2
+    workers.wait_ready(2)  # the victim's new pool process is up, and took nothing meanwhile
+    logs = "".join(p.read_text(errors="replace") for p in workers.log_dir.glob("worker*.log"))
+    runs = [line for line in logs.splitlines() if f"job {crashing.id}: attempt" in line]
+    assert len(runs) == 2, runs
+    assert f"job {crashing.id}: task" not in logs  # no stale copy was delivered anywhere
+    journal = Journal(tmp_path / "data" / "journal.sqlite3")  # read beside the scheduler's
+    try:
+        await until(lambda: journal.get(crashing.id).state is JobState.FINISHED, 10, "journal")
+        assert journal.get(crashing.id).attempts == 2
+    finally:
+        journal.close()
 
 
 async def test_a_job_that_kills_its_worker_every_time_fails(sched, workers) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import ssl
 import subprocess
@@ -33,7 +34,9 @@ def test_the_app_sends_json_only_and_acknowledges_late() -> None:
     conf = make_app(Config(celery=cfg)).conf
     assert conf.task_serializer == conf.result_serializer == "json"
     assert conf.accept_content == ["json"]
-    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    # Late acks, but no re-queue when the pool process dies: the bot alone sends a re-run, to a
+    # ready worker's own queue.
+    assert conf.task_acks_late and not conf.task_reject_on_worker_lost and conf.worker_direct
     assert conf.worker_prefetch_multiplier == 1 and conf.worker_concurrency == 1
     assert conf.broker_transport_options["visibility_timeout"] == 150
     assert conf.task_time_limit == 100.0 and conf.task_default_queue == "gpu"
@@ -168,18 +171,22 @@ async def test_cancel_of_a_job_still_in_celerys_queue_ends_it_at_once(
     redis_url: str, tmp_path: Path
 ) -> None:
     queue = f"idle{uuid.uuid4().hex[:6]}"
+    # A worker that says it is ready but takes nothing (stalled): the message waits in its queue.
+    raw = redis.Redis.from_url(redis_url)
+    ghost = "nstbot.cpu.1@ghost"
+    raw.set(f"nstbot:{queue}:worker:{ghost}", json.dumps({"name": ghost, "state": "ready"}), ex=60)
+    raw.sadd(f"nstbot:{queue}:workers", ghost)
     backend = CeleryBackend(celery_config(tmp_path, redis_url, queue))
     listener = Listener()
     await backend.start(listener)
     try:
+        await backend.wait_ready(10)
         job = tiny_job()
         paths = [tmp_path / "content.img", tmp_path / "style0.img"]
         for path, data in zip(paths, (IMG, STYLE), strict=True):
             path.write_bytes(data)
-        # No worker listens on this queue: the message waits in Redis' list.
         backend.dispatch(RunRequest(job, [str(p) for p in paths], 1))
-        raw = redis.Redis.from_url(redis_url)
-        await until(lambda: raw.llen(queue) == 1, 10, "the message in Celery's queue")
+        await until(lambda: raw.llen(f"{ghost}.dq2") == 1, 10, "the message in Celery's queue")
         backend.cancel(job.id)
         await until(lambda: listener.events, 5, "the outcome")
         assert isinstance(listener.events[-1], Cancelled)
@@ -188,3 +195,39 @@ async def test_cancel_of_a_job_still_in_celerys_queue_ends_it_at_once(
         await until(lambda: not raw.exists(key), 10, "the job's keys to be removed")
     finally:
         await backend.stop()
+
+
+async def test_a_job_sent_to_a_worker_that_vanishes_before_taking_it_goes_to_another(
+    redis_url: str, tmp_path: Path
+) -> None:
+    queue = f"gone{uuid.uuid4().hex[:6]}"
+    raw = redis.Redis.from_url(redis_url)
+    # Two workers that say they are ready but take nothing; the first one's status expires soon
+    # (its host went away with the message in its own queue).
+    doomed, spare = "nstbot.cpu.1@ghost", "nstbot.cpu.2@ghost"
+    for name, ttl in ((doomed, 2), (spare, 60)):
+        raw.set(
+            f"nstbot:{queue}:worker:{name}", json.dumps({"name": name, "state": "ready"}), ex=ttl
+        )
+        raw.sadd(f"nstbot:{queue}:workers", name)
+    backend = CeleryBackend(celery_config(tmp_path, redis_url, queue))
+    listener = Listener()
+    await backend.start(listener)
+    try:
+        await backend.wait_ready(10)
+        job = tiny_job()
+        paths = [tmp_path / "content.img", tmp_path / "style0.img"]
+        for path, data in zip(paths, (IMG, STYLE), strict=True):
+            path.write_bytes(data)
+        backend.dispatch(RunRequest(job, [str(p) for p in paths], 1))
+        await until(lambda: raw.llen(f"{doomed}.dq2") == 1, 10, "the message for the first")
+        await until(lambda: raw.llen(f"{spare}.dq2") == 1, 15, "the message sent again")
+        assert listener.events == []  # it never ran: no attempt spent, nothing reported
+        fence = raw.get(f"nstbot:{queue}:job:{job.id}:task")
+        assert fence is not None and fence.decode() in raw.lindex(f"{spare}.dq2", 0).decode()
+        backend.cancel(job.id)
+        await until(lambda: listener.events, 5, "the outcome")
+        assert isinstance(listener.events[-1], Cancelled)
+    finally:
+        await backend.stop()
+        raw.delete(f"{doomed}.dq2", f"{spare}.dq2")

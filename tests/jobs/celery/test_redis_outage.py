@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from celery_helpers import Workers, celery_config
-from jobhelpers import collect, png, tiny_job
+from jobhelpers import collect, png, tiny_job, until
 from redis_server import _wait_for, free_port, redis_available
 
 from nstbot.jobs.model import Finished, Progress, Started
@@ -109,6 +109,10 @@ async def test_a_job_painting_through_an_outage_is_not_sent_again(server, worker
         server.stop()
         await asyncio.sleep(OUTAGE_S)
         server.start()
+        # The event subscription comes back by itself (redis-py's Retry on its client).
+        channel = f"nstbot:{workers.queue}:events"
+        with redis.Redis.from_url(server.url) as raw:
+            await until(lambda: raw.pubsub_numsub(channel)[0][1] >= 1, 30, "a new subscription")
         events += await collect(handle, 120)
         result = events[-1]
         assert isinstance(result, Finished), events

@@ -11,9 +11,10 @@ from pathlib import Path
 from jobhelpers import png, tiny_job
 
 from nstbot.jobs.journal.journal import Journal
-from nstbot.jobs.journal.recovery import MAX_RECOVERED_ATTEMPTS, recover
+from nstbot.jobs.journal.recovery import recover
 from nstbot.jobs.journal.storage import JobFiles
 from nstbot.jobs.model import Failed, Finished, JobState
+from nstbot.jobs.retry import MAX_RECOVERED_ATTEMPTS
 
 
 def setup(tmp_path: Path) -> tuple[Journal, JobFiles]:
