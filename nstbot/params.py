@@ -105,9 +105,10 @@ class TransferParams:
     optimizer: Optimizer = "lbfgs"
     learning_rate: float = 0.02
     """Adam's step size, in pixel units of [0, 1] images."""
-    average: float = 0.0
+    average: float = 0.9
     """Decay of an exponential moving average of the iterates, which is then the output (0 = off,
-    the last iterate is the output); it smooths the optimizer's pixel-level noise."""
+    the last iterate is the output); it smooths the optimizer's pixel-level speckle. 0.9 was
+    chosen on real features, see docs/quality.md."""
     init: Init = "content"
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

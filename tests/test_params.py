@@ -11,7 +11,7 @@ from nstbot.params import STRENGTH_STYLE_WEIGHTS, ParamsError, TransferParams, c
 
 def test_defaults_are_valid_and_round_trip_through_json() -> None:
     params = TransferParams(
-        style_blend=(1.0, 3.0), seed=5, style_layer_weights=(1, 1, 1, 1, 2), average=0.9
+        style_blend=(1.0, 3.0), seed=5, style_layer_weights=(1, 1, 1, 1, 2), average=0.5
     )
     again = TransferParams.from_dict(json.loads(json.dumps(params.to_dict())))
     assert again == params

@@ -209,7 +209,7 @@ def test_without_averaging_the_output_is_the_last_iterate(engine, content, style
 
 def test_averaging_outputs_the_moving_average_of_the_iterates(engine, content, style) -> None:
     decay = 0.7
-    plain, frames = _iterates(engine, content, style)
+    plain, frames = _iterates(engine, content, style, average=0.0)
     averaged, _ = _iterates(engine, content, style, average=decay)
     # The iterates themselves do not depend on the average (one scale), so their EMA, taken here
     # from the 8-bit frames of the plain run, is the averaged run's output up to rounding.
