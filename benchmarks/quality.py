@@ -9,6 +9,9 @@ For each content/style pair, each strength (or explicit style weight) and each s
 - `ssim`: SSIM of the luminance at 64 px against the content's: a structure figure that does not
   come from the network (1 = the same picture, about 0 = unrelated; a style that darkens the whole
   picture lowers it even where the subject stays);
+- `hf`: the mean absolute Laplacian of the output's luminance at its own size, in 8-bit levels (a
+  high-frequency noise figure: L-BFGS leaves pixel-level speckle; compare with the photo's own,
+  printed in each pair's first line);
 
 and writes one contact sheet per pair (content, style, then one column per strength) at the
 largest size. Needs real weights: by default the VGG16 stand-in (`python -m benchmarks.standin`).
@@ -64,6 +67,7 @@ class Run:
     content: float
     style: float
     ssim: float
+    hf: float
     seconds: float
     image: Image.Image
 
@@ -82,6 +86,14 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> float:
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
     return float((num / den).mean())
+
+
+def high_frequency(picture: Image.Image) -> float:
+    """Mean absolute 4-neighbour Laplacian of the luminance, in 8-bit levels."""
+    luma = torch.frombuffer(bytearray(picture.convert("L").tobytes()), dtype=torch.uint8)
+    luma = luma.float().view(1, 1, picture.height, picture.width)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    return float(F.conv2d(luma, kernel).abs().mean())
 
 
 def luma_ssim(result: Image.Image, content: Image.Image, side: int = SSIM_SIDE) -> float:
@@ -143,7 +155,7 @@ def contact_sheet(
     tiles += [
         (
             f"{r.column} (w {r.style_weight:g})",
-            f"c {r.content:.2f}  s {r.style:.2f}  ssim {r.ssim:.2f}",
+            f"c {r.content:.2f} s {r.style:.2f} ssim {r.ssim:.2f} hf {r.hf:.1f}",
             r.image,
         )
         for r in runs
@@ -212,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     torch.set_num_threads(args.threads)
-    from nstbot.engine.transfer import StyleTransfer
+    from nstbot.engine.transfer import StyleTransfer, fit_size
     from nstbot.params import STRENGTH_STYLE_WEIGHTS, TransferParams
 
     engine = StyleTransfer(
@@ -233,11 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"# {note}")
     print(f"{'pair':<18} {'size':>4} {'column':<8} {'weight':>6} {'content':>7} {'style':>6} "
-          f"{'ssim':>5} {'s':>6}")  # fmt: skip
+          f"{'ssim':>5} {'hf':>5} {'s':>6}")  # fmt: skip
     rows: list[dict[str, Any]] = []
     for pair in pairs:
         content, style = (load(name) for name in PAIRS[pair])
         for size in args.sizes:
+            photo = content.resize(
+                fit_size(content.width, content.height, size), Image.Resampling.LANCZOS
+            )
+            print(f"{pair:<18} {size:>4} {'photo':<8} {'':>6} {'':>7} {'':>6} {'':>5} "
+                  f"{high_frequency(photo):>5.1f}")  # fmt: skip
             runs: list[Run] = []
             for column, change in columns:
                 params = TransferParams(
@@ -251,12 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                 weight = params.style_weight
                 if weight is None:
                     weight = STRENGTH_STYLE_WEIGHTS[params.strength]
-                run = Run(pair, size, column, weight, c_loss, s_ratio,
-                          luma_ssim(result, content), seconds, result)  # fmt: skip
+                run = Run(pair, size, column, weight, c_loss, s_ratio, luma_ssim(result, content),
+                          high_frequency(result), seconds, result)  # fmt: skip
                 runs.append(run)
                 rows.append(run.row())
                 print(f"{pair:<18} {size:>4} {column:<8} {weight:>6g} {c_loss:>7.3f} "
-                      f"{s_ratio:>6.3f} {run.ssim:>5.2f} {seconds:>6.1f}", flush=True)  # fmt: skip
+                      f"{s_ratio:>6.3f} {run.ssim:>5.2f} {run.hf:>5.1f} {seconds:>6.1f}",
+                      flush=True)  # fmt: skip
             if size == max(args.sizes):
                 sheet = contact_sheet(pair, content, style, runs, note)
                 sheet.save(args.out / f"{pair}.png")

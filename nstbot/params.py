@@ -105,6 +105,10 @@ class TransferParams:
     optimizer: Optimizer = "lbfgs"
     learning_rate: float = 0.02
     """Adam's step size, in pixel units of [0, 1] images."""
+    average: float = 0.9
+    """Decay of an exponential moving average of the iterates, which is then the output (0 = off,
+    the last iterate is the output); it smooths the optimizer's pixel-level speckle. 0.9 was
+    chosen on real features, see docs/quality.md."""
     init: Init = "content"
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -148,6 +152,11 @@ class TransferParams:
         _check(self.style_norm in get_args(StyleNorm), "style_norm", "must be target or start")
         _check(self.optimizer in ("lbfgs", "adam"), "optimizer", "must be lbfgs or adam")
         _check(0 < self.learning_rate <= 1, "learning_rate", "must be in (0, 1]")
+        _check(
+            _finite_nonneg(self.average) and self.average < 1,
+            "average",
+            "must be at least 0 and below 1",
+        )
         _check(
             self.init in ("content", "random", "image"), "init", "must be content, random or image"
         )

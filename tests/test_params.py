@@ -10,7 +10,9 @@ from nstbot.params import STRENGTH_STYLE_WEIGHTS, ParamsError, TransferParams, c
 
 
 def test_defaults_are_valid_and_round_trip_through_json() -> None:
-    params = TransferParams(style_blend=(1.0, 3.0), seed=5, style_layer_weights=(1, 1, 1, 1, 2))
+    params = TransferParams(
+        style_blend=(1.0, 3.0), seed=5, style_layer_weights=(1, 1, 1, 1, 2), average=0.5
+    )
     again = TransferParams.from_dict(json.loads(json.dumps(params.to_dict())))
     assert again == params
     assert again.normalized_blend(2) == [0.25, 0.75]
@@ -31,6 +33,9 @@ def test_defaults_are_valid_and_round_trip_through_json() -> None:
         ({"style_scale": 10.0}, "style_scale"),
         ({"optimizer": "sgd"}, "optimizer"),
         ({"init": "zeros"}, "init"),
+        ({"average": 1.0}, "average"),
+        ({"average": -0.1}, "average"),
+        ({"average": float("nan")}, "average"),
         ({"seed": -1}, "seed"),
         ({"content_layers": ()}, "content_layers"),
         ({"style_layers": ("relu1_1", "relu9_1")}, "relu9_1"),

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nstbot.engine import color
+from nstbot.engine.averaging import IterateAverage
 from nstbot.engine.device import (
     autocast_dtype,
     is_out_of_memory,
@@ -290,6 +291,10 @@ class StyleTransfer:
             )
             image.requires_grad_(True)
             optimizer = self._optimizer(image, params)
+            # With averaging on, each scale's output is its average, which also starts the next
+            # scale (upsampled like the image); the average restarts there from that start.
+            average = IterateAverage(image, params.average) if params.average > 0 else None
+            shown = image if average is None else average.value
 
             objective = Objective(
                 extractor, params, content_losses, style_losses, layer_weights, self._layout,
@@ -298,6 +303,8 @@ class StyleTransfer:
 
             for scale_step in range(n_steps):
                 values = self._step(optimizer, image, objective)
+                if average is not None:
+                    average.update(image)
                 step += 1
                 elapsed = time.perf_counter() - start
                 if on_step is not None:
@@ -312,11 +319,11 @@ class StyleTransfer:
                         elapsed=elapsed,
                         eta=eta,
                         size=(w, h),
-                        _preview=self._previewer(image, content_t, params.preserve_colors),
+                        _preview=self._previewer(shown, content_t, params.preserve_colors),
                     )
                     if on_step(info):
                         raise StylizeCancelled(f"stopped at step {step} of {params.steps}")
-            image = image.detach()
+            image = shown.detach()
         assert image is not None
         final = self._finish(image, self._to_tensor(content, sizes[-1]), params.preserve_colors)
         loss_value, *parts = values.tolist()

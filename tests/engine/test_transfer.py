@@ -6,8 +6,16 @@ import pytest
 import torch
 from PIL import Image
 
+from nstbot.engine.averaging import IterateAverage
 from nstbot.engine.errors import StylizeCancelled
-from nstbot.engine.transfer import StepInfo, StyleTransfer, fit_size, scale_sizes, split_steps
+from nstbot.engine.transfer import (
+    StepInfo,
+    StyleTransfer,
+    fit_size,
+    image_to_tensor,
+    scale_sizes,
+    split_steps,
+)
 from nstbot.params import ParamsError, TransferParams
 
 TINY = {"size": 48, "min_size": 24, "scales": 1}
@@ -179,3 +187,53 @@ def test_start_normalized_style_begins_at_one(engine: StyleTransfer, content, st
     _, infos = run(engine, content, [style], style_norm="start", optimizer="adam",
                    learning_rate=1e-6, steps=1, style_layer_weights=(1, 2, 3, 4, 5))  # fmt: skip
     assert infos[0].losses["style"] == pytest.approx(1.0, rel=1e-3)
+
+
+def _iterates(engine: StyleTransfer, content, style, **kw: object):
+    """The result and each step's image (8-bit, full size), rendered as the step ends."""
+    frames: list[torch.Tensor] = []
+
+    def keep(info: StepInfo) -> None:
+        frames.append(image_to_tensor(info.preview(max_side=max(info.size))))
+
+    params = TransferParams(**{**TINY, "steps": 8, "seed": 0, **kw})  # type: ignore[arg-type]
+    result = engine.stylize(content, [style], params, on_step=keep)
+    return image_to_tensor(result.image), frames
+
+
+def test_without_averaging_the_output_is_the_last_iterate(engine, content, style) -> None:
+    result, frames = _iterates(engine, content, style, average=0.0)
+    assert torch.equal(result, frames[-1])
+    assert not torch.equal(frames[-1], frames[-2])
+
+
+def test_averaging_outputs_the_moving_average_of_the_iterates(engine, content, style) -> None:
+    decay = 0.7
+    plain, frames = _iterates(engine, content, style, average=0.0)
+    averaged, _ = _iterates(engine, content, style, average=decay)
+    # The iterates themselves do not depend on the average (one scale), so their EMA, taken here
+    # from the 8-bit frames of the plain run, is the averaged run's output up to rounding.
+    size = fit_size(*content.size, TINY["size"])
+    start = image_to_tensor(content.resize(size, Image.Resampling.LANCZOS))
+    expected = IterateAverage(start, decay)
+    for frame in frames:
+        expected.update(frame)
+    assert (averaged - expected.value).abs().max() <= 1.01 / 255
+    assert (averaged - plain).abs().mean() > 2 / 255
+
+
+def test_iterate_average_weights_recent_iterates_more() -> None:
+    average = IterateAverage(torch.zeros(2), 0.5)
+    average.update(torch.full((2,), 3.0))
+    assert torch.allclose(average.value, torch.full((2,), 2.0))  # (0·0.5 + 3) / 1.5
+    average.update(torch.full((2,), 7.0))
+    assert torch.allclose(average.value, torch.full((2,), 8.5 / 1.75))  # (0·¼ + 3·½ + 7) / 1.75
+    with pytest.raises(ValueError, match="decay"):
+        IterateAverage(torch.zeros(1), 1.0)
+
+
+def test_averaging_runs_across_scales(engine: StyleTransfer, content, style) -> None:
+    params = TransferParams(size=64, min_size=32, scales=2, steps=6, seed=0, average=0.8)
+    result = engine.stylize(content, [style], params)
+    assert max(result.image.size) == 64
+    assert result.stats["steps"] == 6
