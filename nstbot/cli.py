@@ -159,6 +159,12 @@ def _add_stylize_parser(sub: Any) -> None:
         "--optimizer", choices=typing.get_args(Optimizer), help=f"(default {defaults.optimizer})"
     )
     g.add_argument("--lr", type=float, dest="learning_rate", help="Adam's step size")
+    g.add_argument(
+        "--average",
+        type=float,
+        metavar="DECAY",
+        help=f"moving average of the iterates as the output, 0 = off (default {defaults.average})",
+    )
     g.add_argument("--init", choices=typing.get_args(Init), help=f"(default {defaults.init})")
     g.add_argument("--init-image", type=Path, help="start from this image (implies --init image)")
     g = p.add_argument_group("machine")
@@ -180,7 +186,7 @@ def _add_stylize_parser(sub: Any) -> None:
 PARAM_OPTIONS = (
     "size", "steps", "scales", "min_size", "seed", "strength", "style_weight", "content_weight",
     "tv_weight", "style_scale", "preserve_colors", "optimizer", "learning_rate", "init",
-    "content_layers", "style_layers", "style_layer_weights", "style_blend",
+    "content_layers", "style_layers", "style_layer_weights", "style_blend", "average",
 )  # fmt: skip
 # The flag of each TransferParams field where it is not --field-with-dashes.
 FLAGS = {"style_blend": "--blend", "learning_rate": "--lr"}

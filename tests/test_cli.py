@@ -22,6 +22,7 @@ from nstbot.cli import (
     params_from_args,
     run_with_retries,
 )
+from nstbot.params import TransferParams
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,7 @@ def test_stylize_end_to_end(data_dir: Path, tmp_path: Path, torch_home: dict[str
         (["--style-layers", "relu9_9"], 2, "--style-layers has an unknown VGG19 layer"),
         (["--tv-weight", "-1"], 2, "--tv-weight must be a non-negative"),
         (["--lr", "5"], 2, "--lr must be in (0, 1]"),
+        (["--average", "1"], 2, "--average must be at least 0 and below 1"),
         (["--style-scale", "10"], 2, "--style-scale must be between"),
         (["--min-size", "8"], 2, "--min-size must be at least 16"),
         (["--init", "image"], 2, "--init image needs --init-image"),
@@ -97,6 +99,11 @@ def test_bad_options_give_one_line_errors(
         assert line.startswith("nstbot: bad option: ")
         for field in ("style_blend", "tv_weight", "learning_rate", "style_scale", "min_size"):
             assert field not in proc.stderr
+
+
+def test_average_flag_sets_the_iterate_average() -> None:
+    assert params_from_args(stylize_args("--average", "0")).average == 0
+    assert params_from_args(stylize_args()).average == TransferParams().average
 
 
 def stylize_args(*extra: str) -> argparse.Namespace:
