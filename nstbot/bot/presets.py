@@ -42,9 +42,9 @@ PRESETS: dict[str, dict[str, Preset]] = {
         "best": Preset(steps=600, scales=3, size=1024, max_size=1536, expect="about 5 s"),
     },
     "cpu": {
-        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="about 30 s"),
-        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="about 40 s"),
-        "best": Preset(steps=160, scales=2, size=512, max_size=640, expect="about 2 minutes"),
+        "fast": Preset(steps=60, scales=1, size=256, max_size=384, expect="about 40 s"),
+        "balanced": Preset(steps=100, scales=2, size=384, max_size=512, expect="about a minute"),
+        "best": Preset(steps=160, scales=2, size=512, max_size=640, expect="about 2½ minutes"),
     },
 }
 EXPECT_BASIS: dict[str, str] = {
@@ -55,7 +55,7 @@ EXPECT_BASIS: dict[str, str] = {
 
 
 def preset_summary(hardware: str, quality: str) -> str:
-    """One preset in the words the docs quote, e.g. "`balanced` 384 px / 100 steps, about 40 s"."""
+    """One preset in the words the docs quote, e.g. "`fast` 256 px / 60 steps, about 40 s"."""
     preset = PRESETS[hardware][quality]
     return f"`{quality}` {preset.size} px / {preset.steps} steps, {preset.expect}"
 
