@@ -167,6 +167,20 @@ class Listener:
         pass
 
 
+def announce_ready(raw: redis.Redis, queue: str, name: str, *, ttl: int) -> None:
+    """Write a worker status saying `name` is ready, as a worker that takes nothing would."""
+    raw.set(f"nstbot:{queue}:worker:{name}", json.dumps({"name": name, "state": "ready"}), ex=ttl)
+    raw.sadd(f"nstbot:{queue}:workers", name)
+
+
+def write_inputs(folder: Path) -> list[str]:
+    """A job's content and style files, as the journal would have written them."""
+    paths = [folder / "content.img", folder / "style0.img"]
+    for path, data in zip(paths, (IMG, STYLE), strict=True):
+        path.write_bytes(data)
+    return [str(p) for p in paths]
+
+
 async def test_cancel_of_a_job_still_in_celerys_queue_ends_it_at_once(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -174,18 +188,14 @@ async def test_cancel_of_a_job_still_in_celerys_queue_ends_it_at_once(
     # A worker that says it is ready but takes nothing (stalled): the message waits in its queue.
     raw = redis.Redis.from_url(redis_url)
     ghost = "nstbot.cpu.1@ghost"
-    raw.set(f"nstbot:{queue}:worker:{ghost}", json.dumps({"name": ghost, "state": "ready"}), ex=60)
-    raw.sadd(f"nstbot:{queue}:workers", ghost)
+    announce_ready(raw, queue, ghost, ttl=60)
     backend = CeleryBackend(celery_config(tmp_path, redis_url, queue))
     listener = Listener()
     await backend.start(listener)
     try:
         await backend.wait_ready(10)
         job = tiny_job()
-        paths = [tmp_path / "content.img", tmp_path / "style0.img"]
-        for path, data in zip(paths, (IMG, STYLE), strict=True):
-            path.write_bytes(data)
-        backend.dispatch(RunRequest(job, [str(p) for p in paths], 1))
+        backend.dispatch(RunRequest(job, write_inputs(tmp_path), 1))
         await until(lambda: raw.llen(f"{ghost}.dq2") == 1, 10, "the message in Celery's queue")
         backend.cancel(job.id)
         await until(lambda: listener.events, 5, "the outcome")
@@ -206,20 +216,14 @@ async def test_a_job_sent_to_a_worker_that_vanishes_before_taking_it_goes_to_ano
     # (its host went away with the message in its own queue).
     doomed, spare = "nstbot.cpu.1@ghost", "nstbot.cpu.2@ghost"
     for name, ttl in ((doomed, 2), (spare, 60)):
-        raw.set(
-            f"nstbot:{queue}:worker:{name}", json.dumps({"name": name, "state": "ready"}), ex=ttl
-        )
-        raw.sadd(f"nstbot:{queue}:workers", name)
+        announce_ready(raw, queue, name, ttl=ttl)
     backend = CeleryBackend(celery_config(tmp_path, redis_url, queue))
     listener = Listener()
     await backend.start(listener)
     try:
         await backend.wait_ready(10)
         job = tiny_job()
-        paths = [tmp_path / "content.img", tmp_path / "style0.img"]
-        for path, data in zip(paths, (IMG, STYLE), strict=True):
-            path.write_bytes(data)
-        backend.dispatch(RunRequest(job, [str(p) for p in paths], 1))
+        backend.dispatch(RunRequest(job, write_inputs(tmp_path), 1))
         await until(lambda: raw.llen(f"{doomed}.dq2") == 1, 10, "the message for the first")
         await until(lambda: raw.llen(f"{spare}.dq2") == 1, 15, "the message sent again")
         assert listener.events == []  # it never ran: no attempt spent, nothing reported
