@@ -217,6 +217,24 @@ class CeleryConfig:
 
 
 @dataclass(frozen=True)
+class TimelapseConfig:
+    """Timelapses: frames of the painting, recorded by the workers and kept with the result."""
+
+    enabled: bool = True
+    """Workers record frames of every job, so /stylize timelapse:True and the Timelapse button
+    can show the painting from the photo to the result."""
+    keep_hours: float = 24.0
+    """How long a job's frames stay in its folder after it ends (at most executor.retention_hours);
+    the Timelapse button works this long."""
+    frame_side: int = 320
+    """Longest side of each recorded frame, in pixels (32 to 1024)."""
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.frame_side <= 1024:
+            raise ConfigError("timelapse.frame_side must be between 32 and 1024")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     """Folder of the journal, the settings database and jobs' files."""
@@ -227,6 +245,7 @@ class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     web: WebConfig = field(default_factory=WebConfig)
     celery: CeleryConfig = field(default_factory=CeleryConfig)
+    timelapse: TimelapseConfig = field(default_factory=TimelapseConfig)
 
     @property
     def data_path(self) -> Path:

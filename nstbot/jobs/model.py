@@ -189,6 +189,8 @@ class Finished:
     stats: dict[str, Any] = field(default_factory=dict, compare=False)
     filename: str = "nstbot.png"
     job_id: str = ""
+    timelapse: bytes | None = field(default=None, repr=False)
+    """The run's frames (`images.animation.pack_frames`), or None when none were recorded."""
 
 
 @dataclass(frozen=True)
@@ -231,19 +233,35 @@ def final_state(event: Finished | Failed | Cancelled) -> JobState:
 
 
 def event_to_wire(event: Event) -> tuple[dict[str, Any], bytes | None]:
-    """(JSON-safe dict with a "type" key, the image bytes or None)."""
+    """(JSON-safe dict with a "type" key, the image bytes or None).
+
+    A Finished event's frames ride in the same bytes, after the image, with their length under
+    "timelapse_bytes": one blob per event keeps both transports (pipe, Redis key) unchanged. The
+    key appears only when frames were recorded, which only a bot that asks for them sees.
+    """
     data = dataclasses.asdict(event)
     blob_field = _BLOB_FIELD.get(type(event))
     blob = data.pop(blob_field) if blob_field else None
+    if isinstance(event, Finished):
+        frames = data.pop("timelapse")
+        if frames is not None:
+            data["timelapse_bytes"] = len(frames)
+            blob = (blob or b"") + frames
     data["type"] = type(event).__name__.lower()
     return data, blob
 
 
 def event_from_wire(data: dict[str, Any], blob: bytes | None = None) -> Event:
-    """Inverse of `event_to_wire`."""
+    """Inverse of `event_to_wire`; ValueError when the bytes do not match the data."""
     data = dict(data)
     cls = _EVENT_TYPES[data.pop("type")]
     blob_field = _BLOB_FIELD.get(cls)
     if blob_field:
         data[blob_field] = blob if blob is not None or cls is Progress else b""
+    if cls is Finished and "timelapse_bytes" in data:
+        image, size = data["image"], data.pop("timelapse_bytes")
+        if not isinstance(size, int) or not 0 <= size <= len(image):
+            raise ValueError(f"timelapse of {size!r} bytes in a blob of {len(image)}")
+        cut = len(image) - size
+        data["image"], data["timelapse"] = image[:cut], image[cut:]
     return cls(**data)

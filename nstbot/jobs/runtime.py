@@ -93,19 +93,26 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What shapes one run: report pacing and image limits (on Celery, the bot's travel along)."""
+    """What shapes one run: report pacing, image limits and timelapse frames (on Celery, the
+    bot's travel along)."""
 
     progress_interval_s: float
     preview_interval_s: float
     image_limits: images.ImageLimits = images.DEFAULT_LIMITS
+    timelapse_side: int = 0
+    """Record the run's frames at most this many px for a timelapse; 0 = record none. A worker
+    of the previous version ignores it and sends no frames; a bot of the previous version never
+    sets it, so it never sees frames it cannot read."""
 
     @classmethod
     def from_config(cls, config: Config) -> RunSettings:
-        """The [executor] pacing and the [images] limits."""
+        """The [executor] pacing, the [images] limits and the [timelapse] frames."""
+        timelapse = config.timelapse
         return cls(
             progress_interval_s=config.executor.progress_interval_s,
             preview_interval_s=config.executor.preview_interval_s,
             image_limits=images.ImageLimits.from_config(config.images),
+            timelapse_side=timelapse.frame_side if timelapse.enabled else 0,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +128,7 @@ class RunSettings:
             progress_interval_s=float(data["progress_interval_s"]),
             preview_interval_s=float(data["preview_interval_s"]),
             image_limits=images.ImageLimits(**limits),
+            timelapse_side=int(data.get("timelapse_side") or 0),
         )
 
 
@@ -165,8 +173,8 @@ class Reporter(Protocol):
     def progress(self, progress: Progress) -> None:
         """A step is done (throttled by the runtime)."""
 
-    def finished(self, image: bytes, stats: dict[str, Any]) -> None:
-        """The PNG and figures of the run."""
+    def finished(self, image: bytes, stats: dict[str, Any], timelapse: bytes | None) -> None:
+        """The PNG, figures of the run, and its packed frames (None when none were recorded)."""
 
     def failed(self, message: str, detail: str | None) -> None:
         """The run ended without a result; `message` is fit for the user."""
@@ -194,9 +202,9 @@ class EventReporter:
         """Emit the Progress."""
         self.emit(progress)
 
-    def finished(self, image: bytes, stats: dict[str, Any]) -> None:
+    def finished(self, image: bytes, stats: dict[str, Any], timelapse: bytes | None) -> None:
         """Emit Finished."""
-        self.emit(Finished(image=image, stats=stats))
+        self.emit(Finished(image=image, stats=stats, timelapse=timelapse))
 
     def failed(self, message: str, detail: str | None) -> None:
         """Emit Failed."""
@@ -234,7 +242,7 @@ def run_job(
     job = request.job
     reporter.started(engine.device, request.attempt)
     try:
-        stats, png = _run(engine, request, settings, reporter, stop)
+        stats, png, timelapse = _run(engine, request, settings, reporter, stop)
     except StylizeCancelled as exc:
         log.info("job %s cancelled: %s", job.id, exc)
         reporter.cancelled()
@@ -249,7 +257,7 @@ def run_job(
     except Exception:
         _fail(reporter, job.id, messages.RUN_FAILED, traceback.format_exc())
     else:
-        reporter.finished(png, stats)
+        reporter.finished(png, stats, timelapse)
 
 
 def _fail(reporter: Reporter, job_id: str, message: str, detail: str | None) -> None:
@@ -263,7 +271,7 @@ def _run(
     settings: RunSettings,
     reporter: Reporter,
     stop: StopSignal,
-) -> tuple[dict[str, Any], bytes]:
+) -> tuple[dict[str, Any], bytes, bytes | None]:
     from nstbot.engine.errors import OutOfMemoryError, StylizeCancelled
 
     begin = time.time()
@@ -278,8 +286,11 @@ def _run(
     on_step = StepReporter(reporter, stop, settings)
     oom_retries = 0
     while True:
+        # A fresh recorder per try: frames of a run at another size do not belong together.
+        recorder = _new_recorder(job.id, params.steps, settings.timelapse_side)
+        frames = {"frames": recorder} if recorder is not None else {}
         try:
-            result = engine.stylize(content.image, styles, params, on_step=on_step)
+            result = engine.stylize(content.image, styles, params, on_step=on_step, **frames)
             break
         except OutOfMemoryError as exc:
             smaller = int(params.size * OOM_SHRINK)
@@ -308,7 +319,41 @@ def _run(
         worker_seconds=round(time.time() - begin, 3),
         worker_done_at=done_at,
     )
-    return stats, buffer.getvalue()
+    timelapse = _pack_frames(job.id, recorder, stats)
+    return stats, buffer.getvalue(), timelapse
+
+
+def _new_recorder(job_id: str, total_steps: int, side: int) -> Any:
+    """A FrameRecorder for one try, or None when frames are off or one cannot be made."""
+    if side <= 0:
+        return None
+    try:
+        from nstbot.engine.timelapse import FrameRecorder
+
+        return FrameRecorder.for_steps(total_steps, max_side=side)
+    except Exception:
+        # A timelapse is a bonus: the job runs on without one.
+        log.exception("job %s: cannot record a timelapse; running without", job_id)
+        return None
+
+
+def _pack_frames(job_id: str, recorder: Any, stats: dict[str, Any]) -> bytes | None:
+    """The recorder's frames in their travelling form; None (logged) when they cannot be had."""
+    if recorder is None:
+        return None
+    from nstbot.images import animation
+
+    try:
+        frames = recorder.frames
+        packed = animation.pack_frames(frames) if len(frames) > 1 else None
+    except Exception:
+        log.exception("job %s: cannot pack the timelapse frames; delivering without", job_id)
+        return None
+    if packed is None:
+        log.warning("job %s: too few timelapse frames (%d); none sent", job_id, len(frames))
+        return None
+    stats.update(timelapse_frames=len(frames), timelapse_bytes=len(packed))
+    return packed
 
 
 def _decode(path: str, working_size: int, limits: images.ImageLimits) -> images.DecodedImage:

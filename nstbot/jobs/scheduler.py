@@ -91,6 +91,8 @@ class Scheduler:
         self.config = config
         self.ex = config.executor
         self.retry = RetryPolicy.from_config(config)
+        self.timelapse_hours = min(config.timelapse.keep_hours, self.ex.retention_hours)
+        """How long a finished job's timelapse frames are kept (the retention period bounds it)."""
         self._backend = backend if backend is not None else _make_backend(config)
         self._records = records if records is not None else Records(config.data_dir)
         self._queue = FairQueue()
@@ -111,7 +113,9 @@ class Scheduler:
         if self._started:
             raise RuntimeError("a Scheduler starts once; make a new one to start again")
         self._started = True
-        plan = await self._records.open(self.ex.retention_hours, self.retry)
+        plan = await self._records.open(
+            self.ex.retention_hours, self.retry, timelapse_hours=self.timelapse_hours
+        )
         await self._backend.start(self)
         # Jobs still running remotely (Celery) hold a worker already: they go first.
         live = await self._backend.resumable([row.job.id for row in plan.requeue])
@@ -227,6 +231,11 @@ class Scheduler:
         found = await self._records.record_delivery(job_id, ok, detail)
         log.info("job %s delivery %s: %s", job_id, "ok" if ok else "failed", detail or "-")
         return found
+
+    async def timelapse(self, job_id: str) -> bytes | None:
+        """A finished job's kept frames (`images.animation.unpack_frames` reads them), or None
+        once they are gone; OSError when they cannot be read."""
+        return await self._records.read_timelapse(job_id)
 
     def queue_snapshot(self) -> list[QueueEntry]:
         """Running jobs (position 0) then waiting jobs in expected start order."""
@@ -425,11 +434,14 @@ class Scheduler:
         )
 
     async def _prune_loop(self) -> None:
-        every = min(PRUNE_EVERY_S, max(60.0, self.ex.retention_hours * 900))
+        shortest = min(self.ex.retention_hours, self.timelapse_hours)
+        every = min(PRUNE_EVERY_S, max(60.0, shortest * 900))
         while True:
             await asyncio.sleep(every)
             try:
-                await self._records.prune(self.ex.retention_hours)
+                await self._records.prune(
+                    self.ex.retention_hours, timelapse_hours=self.timelapse_hours
+                )
             except Exception:
                 log.exception("pruning the journal failed")
 

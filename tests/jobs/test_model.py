@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nstbot.jobs.model import (
     Cancelled,
     Failed,
@@ -38,6 +40,8 @@ def test_every_event_round_trips_with_bytes_alongside() -> None:
         Progress(4, 10, eta=1.5, preview=b"\xff\xd8jpeg"),
         Progress(4, 10, eta=None),
         Finished(image=b"\x89PNG", stats={"seconds": 1.0}),
+        Finished(image=b"\x89PNG", timelapse=b"RIFFframes"),
+        Finished(image=b"", timelapse=b""),
         Failed("nope", "detail"),
         Cancelled("user"),
     ]
@@ -45,6 +49,28 @@ def test_every_event_round_trips_with_bytes_alongside() -> None:
         data, blob = event_to_wire(event)
         assert isinstance(json.loads(json.dumps(data)), dict)
         assert event_from_wire(json.loads(json.dumps(data)), blob) == event
+
+
+def test_frames_ride_after_the_image_and_only_when_recorded() -> None:
+    with_frames = Finished(image=b"\x89PNG-image", stats={"s": 1}, timelapse=b"RIFF-frames")
+    data, blob = event_to_wire(with_frames)
+    assert blob == b"\x89PNG-imageRIFF-frames" and data["timelapse_bytes"] == 11
+    assert "timelapse" not in data  # bytes never go inside the JSON
+    back = event_from_wire(json.loads(json.dumps(data)), blob)
+    assert back.image == b"\x89PNG-image" and back.timelapse == b"RIFF-frames"
+
+    # Without frames the wire form is what a bot of the previous version reads.
+    data, blob = event_to_wire(Finished(image=b"\x89PNG"))
+    assert set(data) == {"type", "stats", "filename", "job_id"} and blob == b"\x89PNG"
+    assert event_from_wire(data, blob).timelapse is None
+
+
+@pytest.mark.parametrize("size", [12, -1, "3", None])
+def test_a_frames_length_that_does_not_match_the_bytes_is_refused(size: object) -> None:
+    data, blob = event_to_wire(Finished(image=b"\x89PNG", timelapse=b"RIFF"))
+    data["timelapse_bytes"] = size
+    with pytest.raises(ValueError, match="timelapse"):
+        event_from_wire(data, blob)
 
 
 def test_terminal_events_and_states() -> None:

@@ -14,8 +14,8 @@ Redis layout (prefix `nstbot:<queue>`; every job key has a TTL, results are dele
   :job:<id>:cancel          set by the bot: stop this job
   :job:<id>:final           the job's one outcome {task, worker, attempt, event, image_key}
                             (SET NX: the first to end the job wins)
-  :job:<id>:image:<task>    the PNG of a finished run (per task, so a duplicate run cannot
-                            overwrite the winner's image)
+  :job:<id>:image:<task>    the PNG of a finished run, then its timelapse frames if any (per
+                            task, so a duplicate run cannot overwrite the winner's image)
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def message_event(message: dict[str, Any]) -> Event | None:
 
 def outcome_record(event: Event, *, image_key: str | None = None, **fields: Any) -> dict[str, Any]:
     """What `:job:<id>:final` holds: `fields` (task, worker, attempt), the event in wire form
-    (a Finished one's PNG lives under `image_key`)."""
+    (a Finished one's bytes, the PNG then any timelapse frames, live under `image_key`)."""
     return dict(fields, event=event_to_wire(event)[0], image_key=image_key)
 
 
@@ -238,7 +238,7 @@ def outcome_kind(outcome: dict[str, Any]) -> str | None:
 
 
 def outcome_event(outcome: dict[str, Any], image: bytes | None) -> Event:
-    """The final event a stored outcome stands for (`image`: the PNG a finished run stored)."""
+    """The final event a stored outcome stands for (`image`: the bytes a finished run stored)."""
     if outcome_kind(outcome) == "finished" and image is None:
         return Failed(messages.RESULT_GONE, "result image expired")
     try:

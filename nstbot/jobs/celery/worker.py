@@ -412,7 +412,8 @@ class RedisReporter(EventReporter):
         image_key = proc.keys.job(self.job_id, f"image:{self.task_id}")
         event = dataclasses.replace(event, stats=dict(event.stats, worker=proc.name))
         ttl = int(proc.cfg.result_ttl_s)
-        proc.redis.set(image_key, event.image, ex=ttl)
+        # The event's bytes in wire form: the PNG, then its timelapse frames if any.
+        proc.redis.set(image_key, event_to_wire(event)[1] or b"", ex=ttl)
         if not self._final(event, image_key=image_key):
             proc.redis.delete(image_key)
 

@@ -33,15 +33,24 @@ class Records:
         self.journal: Journal | None = None
         self._io = ThreadPoolExecutor(1, thread_name_prefix="nstbot-journal")
 
-    async def open(self, retention_hours: float, policy: RetryPolicy | None = None) -> RecoveryPlan:
-        """Open the journal, prune old jobs and stray folders, and sort out unfinished jobs (by
-        `policy`); JournalUnavailable (one line) when the data folder is full or unreadable."""
+    async def open(
+        self,
+        retention_hours: float,
+        policy: RetryPolicy | None = None,
+        *,
+        timelapse_hours: float | None = None,
+    ) -> RecoveryPlan:
+        """Open the journal, prune old jobs, stray folders and timelapse frames older than
+        `timelapse_hours`, and sort out unfinished jobs (by `policy`); JournalUnavailable (one
+        line) when the data folder is full or unreadable."""
         try:
-            return await self._call(self._open, retention_hours, policy)
+            return await self._call(self._open, retention_hours, policy, timelapse_hours)
         except (OSError, sqlite3.Error) as exc:
             raise JournalUnavailable(self._why(exc)) from exc
 
-    def _open(self, retention_hours: float, policy: RetryPolicy | None) -> RecoveryPlan:
+    def _open(
+        self, retention_hours: float, policy: RetryPolicy | None, timelapse_hours: float | None
+    ) -> RecoveryPlan:
         self.files.root.parent.mkdir(parents=True, exist_ok=True)
         if self.files.free_bytes() < FULL_BELOW_BYTES:
             raise OSError(28, "No space left on device")  # checked first: SQLite says "I/O error"
@@ -51,6 +60,7 @@ class Records:
         orphans = self.files.remove_orphans(self.journal.known_ids(), 0.0)
         if gone or orphans:
             log.info("pruned %d old jobs and %d stray folders", len(gone), len(orphans))
+        self._sweep_timelapses(timelapse_hours)
         return recover(self.journal, self.files, policy)
 
     def _why(self, exc: BaseException) -> str:
@@ -103,13 +113,20 @@ class Records:
         def record() -> bool:
             found = journal.record_delivery(job_id, ok, detail)
             if ok and found:
-                self.files.remove(job_id)
+                self.files.remove_delivered(job_id)
             return found
 
         return await self._call(record)
 
-    async def prune(self, retention_hours: float, orphan_age_s: float = 3600.0) -> None:
-        """Forget jobs that ended over `retention_hours` ago, with their files."""
+    async def prune(
+        self,
+        retention_hours: float,
+        orphan_age_s: float = 3600.0,
+        *,
+        timelapse_hours: float | None = None,
+    ) -> None:
+        """Forget jobs that ended over `retention_hours` ago, with their files, and delete
+        timelapse frames older than `timelapse_hours`."""
         journal = self.journal
         if journal is None:
             return
@@ -120,10 +137,22 @@ class Records:
             orphans = self.files.remove_orphans(journal.known_ids(), orphan_age_s)
             if gone or orphans:
                 log.info("pruned %d old jobs and %d stray folders", len(gone), len(orphans))
+            self._sweep_timelapses(timelapse_hours)
 
         await self._call(prune)
 
+    async def read_timelapse(self, job_id: str) -> bytes | None:
+        """A job's kept frames, None when not kept; OSError when the file cannot be read."""
+        return await self._call(self.files.read_timelapse, job_id)
+
     # -- on the journal thread ---------------------------------------------------------------
+
+    def _sweep_timelapses(self, hours: float | None) -> None:
+        if hours is None:
+            return
+        gone = self.files.remove_timelapses(hours * 3600)
+        if gone:
+            log.info("removed the timelapse frames of %d jobs (kept %g h)", len(gone), hours)
 
     def _store(self, job: Job, content: bytes, styles: list[bytes]) -> list[str]:
         assert self.journal is not None
@@ -151,6 +180,13 @@ class Records:
                 # The user gets the image now all the same; the journal says it finished, with
                 # no file to hand over again should the bot stop before delivering it.
                 log.error("job %s: cannot keep its result file: %s", job_id, exc)
+            if event.timelapse is not None:
+                try:
+                    self.files.write_timelapse(job_id, event.timelapse)
+                except OSError as exc:
+                    # The frames travel with this delivery all the same; later presses of the
+                    # Timelapse button are told they are not kept.
+                    log.error("job %s: cannot keep its timelapse frames: %s", job_id, exc)
             self.files.remove_files(inputs)
         else:
             self.files.remove(job_id)

@@ -60,8 +60,20 @@ def recover(journal: Journal, files: JobFiles, policy: RetryPolicy | None = None
             plan.ended.append((row, Failed(messages.RESULT_GONE, "result file missing")))
             continue
         name = Path(row.result_path or "nstbot.png").name
-        plan.ended.append((row, Finished(image=image, stats=row.stats or {}, filename=name)))
+        finished = Finished(
+            image=image, stats=row.stats or {}, filename=name, timelapse=_frames(files, row)
+        )
+        plan.ended.append((row, finished))
     return plan
+
+
+def _frames(files: JobFiles, row: JournalRow) -> bytes | None:
+    # Frames are a bonus: a result whose frames are gone or unreadable is delivered without.
+    try:
+        return files.read_timelapse(row.job.id)
+    except OSError as exc:
+        log.warning("job %s: its timelapse frames cannot be read: %s", row.job.id, exc)
+        return None
 
 
 def _problem(row: JournalRow, policy: RetryPolicy) -> tuple[str, str] | None:

@@ -1,11 +1,15 @@
-"""Job files on disk: `<data_dir>/jobs/<id>/content.img, style0.img, ... result.png`.
+"""Job files on disk: `<data_dir>/jobs/<id>/content.img, style0.img, ... result.png` and
+`timelapse.frames`.
 
 Inputs live until the job ends; a result lives until its delivery is recorded (so a restart can
-deliver it again) or the retention period passes. Synchronous: call from a worker thread.
+deliver it again) or the retention period passes; timelapse frames live on after the delivery,
+until `timelapse.keep_hours` pass (their file's age) or the retention period does. Synchronous:
+call from a worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,6 +19,8 @@ from pathlib import Path
 
 FULL_BELOW_BYTES = 8 << 20
 """A data folder with less free space than this reads as full."""
+TIMELAPSE_FILE = "timelapse.frames"
+"""A job's packed frames (`images.animation.pack_frames`), in its folder."""
 
 
 class JobFiles:
@@ -51,6 +57,21 @@ class JobFiles:
         self.write_file(path, data)
         return str(path)
 
+    def write_timelapse(self, job_id: str, data: bytes) -> str:
+        """Store a finished job's packed frames; returns their path."""
+        return self.write_result(job_id, data, TIMELAPSE_FILE)
+
+    def timelapse_path(self, job_id: str) -> Path:
+        """Where a job's frames are kept (whether or not they are)."""
+        return self.folder(job_id) / TIMELAPSE_FILE
+
+    def read_timelapse(self, job_id: str) -> bytes | None:
+        """A job's packed frames, or None when they are not kept (OSError when unreadable)."""
+        try:
+            return self.timelapse_path(job_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def write_file(self, path: Path, data: bytes) -> None:
         """Write one file whole or not at all (the one place job files are written)."""
         # Write then rename, so a crash never leaves a half-written image under the final name.
@@ -77,6 +98,39 @@ class JobFiles:
     def remove(self, job_id: str) -> None:
         """Delete a job's folder."""
         shutil.rmtree(self.folder(job_id), ignore_errors=True)
+
+    def remove_delivered(self, job_id: str) -> None:
+        """Delete a delivered job's files but its timelapse frames (the folder, when none)."""
+        folder = self.folder(job_id)
+        if not (folder / TIMELAPSE_FILE).is_file():
+            self.remove(job_id)
+            return
+        for entry in folder.iterdir():
+            if entry.name == TIMELAPSE_FILE:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+    def remove_timelapses(self, older_than_s: float) -> list[str]:
+        """Delete frames kept longer than `older_than_s` (and the folders they were alone in);
+        returns the ids of the jobs whose frames went."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        cutoff = time.time() - older_than_s
+        for path in self.root.glob(f"*/{TIMELAPSE_FILE}"):
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path.parent.name)
+            with contextlib.suppress(OSError):  # not empty: the result still waits for delivery
+                path.parent.rmdir()
+        return removed
 
     def remove_orphans(self, known: set[str], older_than_s: float) -> list[str]:
         """Delete folders of jobs the journal does not know, if untouched for a while."""
