@@ -94,10 +94,20 @@ def too_large(exc: discord.HTTPException) -> bool:
     return exc.status == 413 or http_code(exc) == ENTITY_TOO_LARGE
 
 
-Encoder = Callable[[int], tuple[bytes, str]]
-"""Encode the result under a byte budget, returning (data, filename)."""
+@dataclass
+class Encoded:
+    """What one encode under a byte budget made: the files of one message, and a note to add
+    to its text (what had to be left out)."""
+
+    files: list[tuple[bytes, str]]
+    """(data, filename), together within the budget."""
+    note: str = ""
+
+
+Encoder = Callable[[int], Encoded]
+"""Encode the result (and whatever travels with it) under a byte budget for all its files."""
 View = discord.ui.View | None
-Sender = Callable[[str, discord.File | None, View], Awaitable[None]]
+Sender = Callable[[str, list[discord.File], View], Awaitable[None]]
 
 
 class Deliverer:
@@ -207,7 +217,7 @@ class Deliverer:
         encoder: Encoder | None = None,
         view: discord.ui.View | None = None,
     ) -> Outcome:
-        """Deliver the final message (with the result file when `encoder` is given)."""
+        """Deliver the final message (with the files `encoder` makes, when given)."""
         ping = f"<@{info.user_id}> {content}"
         errors: list[str] = []
 
@@ -227,8 +237,8 @@ class Deliverer:
         if info.kind == "interaction" and self.token_valid(info) and info.message_id is not None:
             webhook, msg_id = self._webhook(info), info.message_id
 
-            async def via_webhook(content: str, file: discord.File | None, view: View) -> None:
-                extra = {"attachments": [file]} if file else {}
+            async def via_webhook(content: str, files: list[discord.File], view: View) -> None:
+                extra = {"attachments": files} if files else {}
                 await webhook.edit_message(
                     msg_id, content=content, view=view, allowed_mentions=NO_MENTIONS, **extra
                 )
@@ -240,8 +250,8 @@ class Deliverer:
         elif info.kind == "message" and info.message_id is not None:
             message = self._channel_message(info)
 
-            async def via_edit(content: str, file: discord.File | None, view: View) -> None:
-                extra = {"attachments": [file]} if file else {}
+            async def via_edit(content: str, files: list[discord.File], view: View) -> None:
+                extra = {"attachments": files} if files else {}
                 await message.edit(
                     content=content, view=view, allowed_mentions=NO_MENTIONS, **extra
                 )
@@ -252,16 +262,16 @@ class Deliverer:
         channel = self.bot.get_partial_messageable(info.channel_id, guild_id=info.guild_id)
         mention = discord.AllowedMentions(users=[discord.Object(info.user_id)])
 
-        async def via_channel(content: str, file: discord.File | None, view: View) -> None:
-            await channel.send(content, allowed_mentions=mention, **_extras(file, view))
+        async def via_channel(content: str, files: list[discord.File], view: View) -> None:
+            await channel.send(content, allowed_mentions=mention, **_extras(files, view))
 
         if outcome := await attempt("channel", via_channel, ping):
             await self._retire_progress(job_id, info, "its message is posted below")
             return outcome
 
-        async def via_dm(content: str, file: discord.File | None, view: View) -> None:
+        async def via_dm(content: str, files: list[discord.File], view: View) -> None:
             user = self.bot.get_user(info.user_id) or await self.bot.fetch_user(info.user_id)
-            await user.send(content, **_extras(file, view))
+            await user.send(content, **_extras(files, view))
 
         dm_text = f"I could not post in <#{info.channel_id}>, so here it is. {content}"
         if outcome := await attempt("dm", via_dm, dm_text):
@@ -284,14 +294,16 @@ class Deliverer:
     ) -> None:
         budget = int(limit * UPLOAD_HEADROOM)
         for attempt in range(MAX_SHRINKS + 1):
-            file = None
+            files: list[discord.File] = []
             size = 0
+            text = content
             if encoder is not None:
-                data, filename = await asyncio.to_thread(encoder, budget)
-                size = len(data)
-                file = discord.File(io.BytesIO(data), filename=filename)
+                encoded = await asyncio.to_thread(encoder, budget)
+                size = sum(len(data) for data, _ in encoded.files)
+                files = [discord.File(io.BytesIO(d), filename=n) for d, n in encoded.files]
+                text = f"{content}\n{encoded.note}" if encoded.note else content
             try:
-                await send(content, file, view)
+                await send(text, files, view)
                 return
             except discord.HTTPException as exc:
                 budget = int(min(budget, size) * SHRINK_FACTOR)
@@ -335,11 +347,11 @@ def _progress_edit(
     return kwargs
 
 
-def _extras(file: discord.File | None, view: View) -> dict[str, Any]:
-    # channel.send and user.send reject view=None and file=None.
+def _extras(files: list[discord.File], view: View) -> dict[str, Any]:
+    # channel.send and user.send reject view=None and files=None.
     extra: dict[str, Any] = {}
-    if file is not None:
-        extra["file"] = file
+    if files:
+        extra["files"] = files
     if view is not None:
         extra["view"] = view
     return extra

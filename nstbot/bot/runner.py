@@ -13,10 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from nstbot import images
-from nstbot.bot.delivery import Deliverer, DeliveryInfo, Outcome, http_error_summary
+from nstbot.bot.delivery import (
+    UPLOAD_HEADROOM,
+    Deliverer,
+    DeliveryInfo,
+    Outcome,
+    http_error_summary,
+)
 from nstbot.bot.origin import tell_privately
 from nstbot.bot.progress import ProgressReporter, format_duration, render_progress, render_queued
+from nstbot.bot.timelapse import (
+    NOT_RECORDED,
+    TURNED_OFF,
+    ResultFiles,
+    answer_press,
+    did_not_fit,
+    open_frames,
+)
 from nstbot.bot.views import again_view, cancel_view, may_cancel
 from nstbot.config import Config
 from nstbot.jobs.model import Cancelled, Failed, Finished, Job, Progress, Queued, Started
@@ -178,7 +191,7 @@ class JobRunner:
             return
         self._count(final)
         try:
-            outcome = await self._deliver_final(job_id, info, final)
+            outcome = await self._deliver_final(job_id, info, final, wants_timelapse(handle.job))
         except Exception as exc:
             log.exception("job %s: delivery crashed", job_id)
             outcome = Outcome(False, "none", f"delivery crashed: {type(exc).__name__}")
@@ -205,20 +218,19 @@ class JobRunner:
             self.metrics.job_refused()
 
     async def _deliver_final(
-        self, job_id: str, info: DeliveryInfo, final: Finished | Failed | Cancelled | None
+        self,
+        job_id: str,
+        info: DeliveryInfo,
+        final: Finished | Failed | Cancelled | None,
+        timelapse: bool = False,
     ) -> Outcome:
         elapsed = format_duration(self.clock() - info.requested_at) if info.requested_at else "?"
         if isinstance(final, Finished):
             log.info("job %s: finished (%d bytes)", job_id, len(final.image))
             picture = await asyncio.to_thread(_open_png, final.image)
-
-            def encoder(budget: int) -> tuple[bytes, str]:
-                return images.encode(picture, max_bytes=budget, basename=f"nstbot-{job_id}")
-
+            files, view = await self._result_files(job_id, info, final, picture, timelapse)
             text = f"✅ Done in {elapsed}. {info.summary}".strip()
-            return await self.deliverer.deliver(
-                job_id, info, text, encoder=encoder, view=again_view(job_id, info.user_id)
-            )
+            return await self.deliverer.deliver(job_id, info, text, encoder=files, view=view)
         if isinstance(final, Cancelled):
             who = self.cancelled_by.pop(job_id, None)
             by = f" by <@{who}>" if who is not None else ""
@@ -228,6 +240,33 @@ class JobRunner:
         if isinstance(final, Failed):
             log.warning("job %s: failed: %s (%s)", job_id, final.message, final.detail)
         return await self.deliverer.deliver(job_id, info, f"❌ {message} (job `{job_id}`)")
+
+    async def _result_files(
+        self, job_id: str, info: DeliveryInfo, final: Finished, picture: Any, wanted: bool
+    ) -> tuple[ResultFiles, discord.ui.View]:
+        """The result's files (with its animation when asked for) and its buttons: Timelapse
+        while the frames are kept and not already attached."""
+        kept = final.timelapse is not None and await self._frames_kept(job_id)
+        if not wanted:
+            return ResultFiles(picture, job_id), again_view(job_id, info.user_id, timelapse=kept)
+        frames = None
+        if final.timelapse is not None:
+            frames = await asyncio.to_thread(open_frames, final.timelapse, job_id)
+        if frames is None:
+            note = NOT_RECORDED if self.config.timelapse.enabled else TURNED_OFF
+            files = ResultFiles(picture, job_id, note=note)
+            return files, again_view(job_id, info.user_id, timelapse=kept)
+        files = ResultFiles(picture, job_id, frames, no_fit_note=did_not_fit(kept))
+        budget = int(info.upload_limit * UPLOAD_HEADROOM)
+        fits = await asyncio.to_thread(files.animation, budget) is not None
+        return files, again_view(job_id, info.user_id, timelapse=kept and not fits)
+
+    async def _frames_kept(self, job_id: str) -> bool:
+        try:
+            return await self.scheduler.timelapse(job_id) is not None
+        except OSError as exc:
+            log.error("job %s: timelapse frames unreadable: %s", job_id, exc)
+            return False
 
     # --- buttons --------------------------------------------------------------------------
 
@@ -269,12 +308,25 @@ class JobRunner:
             return
         await self.requester_again(interaction, self._inputs[job_id])
 
+    async def on_timelapse_pressed(
+        self, interaction: Interaction[Any], job_id: str, owner_id: int
+    ) -> None:
+        """The animation of a finished job, for whoever pressed (only they see it)."""
+        hours = self.scheduler.timelapse_hours
+        what = await answer_press(interaction, job_id, self.scheduler.timelapse, hours)
+        log.info("job %s: timelapse pressed by user %s: %s", job_id, interaction.user.id, what)
+
     def _remember(self, job: Job, blobs: list[bytes]) -> None:
         self._inputs[job.id] = Inputs(blobs, job.params)
         total = sum(i.nbytes for i in self._inputs.values())
         while total > INPUT_CACHE_BYTES and len(self._inputs) > 1:
             _, dropped = self._inputs.popitem(last=False)
             total -= dropped.nbytes
+
+
+def wants_timelapse(job: Job) -> bool:
+    """Whether the requester asked for the animation with the result (Run again keeps it)."""
+    return bool(job.params.extra.get("timelapse"))
 
 
 def _with_delivery(job: Job, info: DeliveryInfo) -> Job:

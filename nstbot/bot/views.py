@@ -10,10 +10,13 @@ import discord
 if TYPE_CHECKING:
     from discord.interactions import Interaction
 
-TEMPLATE = r"nst:(?P<action>cancel|again):(?P<job>[0-9A-Za-z_-]{1,40}):(?P<user>[0-9]{1,20})"
+TEMPLATE = (
+    r"nst:(?P<action>cancel|again|timelapse):(?P<job>[0-9A-Za-z_-]{1,40}):(?P<user>[0-9]{1,20})"
+)
 ACTIONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "cancel": ("Cancel", discord.ButtonStyle.danger),
     "again": ("Run again", discord.ButtonStyle.secondary),
+    "timelapse": ("Timelapse", discord.ButtonStyle.secondary),
 }
 
 
@@ -28,6 +31,10 @@ class ButtonHandler(Protocol):
         self, interaction: Interaction[Any], job_id: str, owner_id: int
     ) -> None: ...
 
+    async def on_timelapse_pressed(
+        self, interaction: Interaction[Any], job_id: str, owner_id: int
+    ) -> None: ...
+
 
 def may_cancel(actor_id: int, owner_id: int, permissions: discord.Permissions | None) -> bool:
     """The requester may cancel their job, and so may members with Manage Messages."""
@@ -39,7 +46,7 @@ def may_cancel(actor_id: int, owner_id: int, permissions: discord.Permissions | 
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
-    """Cancel a waiting or running job, or run a finished one again."""
+    """Cancel a waiting or running job, run a finished one again, or show its timelapse."""
 
     def __init__(self, action: str, job_id: str, owner_id: int) -> None:
         label, style = ACTIONS[action]
@@ -61,13 +68,16 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLAT
         handler: ButtonHandler = interaction.client.runner  # type: ignore[attr-defined]
         if self.action == "cancel":
             await handler.on_cancel_pressed(interaction, self.job_id, self.owner_id)
+        elif self.action == "timelapse":
+            await handler.on_timelapse_pressed(interaction, self.job_id, self.owner_id)
         else:
             await handler.on_again_pressed(interaction, self.job_id, self.owner_id)
 
 
-def _view(action: str, job_id: str, owner_id: int) -> discord.ui.View:
+def _view(action: str, job_id: str, owner_id: int, *more: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(JobButton(action, job_id, owner_id))
+    for name in (action, *more):
+        view.add_item(JobButton(name, job_id, owner_id))
     return view
 
 
@@ -76,6 +86,6 @@ def cancel_view(job_id: str, owner_id: int) -> discord.ui.View:
     return _view("cancel", job_id, owner_id)
 
 
-def again_view(job_id: str, owner_id: int) -> discord.ui.View:
-    """The view of a finished job: one Run again button."""
-    return _view("again", job_id, owner_id)
+def again_view(job_id: str, owner_id: int, *, timelapse: bool = False) -> discord.ui.View:
+    """The view of a finished job: Run again, and Timelapse while its frames are kept."""
+    return _view("again", job_id, owner_id, *(["timelapse"] if timelapse else []))

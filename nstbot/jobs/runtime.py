@@ -328,9 +328,9 @@ def _new_recorder(job_id: str, total_steps: int, side: int) -> Any:
     if side <= 0:
         return None
     try:
-        from nstbot.engine.timelapse import FrameRecorder
+        from nstbot.jobs.frames import GuardedRecorder
 
-        return FrameRecorder.for_steps(total_steps, max_side=side)
+        return GuardedRecorder.for_steps(total_steps, max_side=side)
     except Exception:
         # A timelapse is a bonus: the job runs on without one.
         log.exception("job %s: cannot record a timelapse; running without", job_id)
@@ -350,7 +350,8 @@ def _pack_frames(job_id: str, recorder: Any, stats: dict[str, Any]) -> bytes | N
         log.exception("job %s: cannot pack the timelapse frames; delivering without", job_id)
         return None
     if packed is None:
-        log.warning("job %s: too few timelapse frames (%d); none sent", job_id, len(frames))
+        why = getattr(recorder, "error", None) or f"{len(frames)} frames"
+        log.warning("job %s: no timelapse to send (%s)", job_id, why)
         return None
     stats.update(timelapse_frames=len(frames), timelapse_bytes=len(packed))
     return packed

@@ -40,3 +40,11 @@ def test_custom_ids_match_their_templates() -> None:
 def test_views_do_not_time_out() -> None:
     assert cancel_view("a", 1).timeout is None
     assert again_view("a", 1).timeout is None
+
+
+def test_a_result_whose_frames_are_kept_offers_a_timelapse_button() -> None:
+    again, timelapse = again_view("abc123", 987, timelapse=True).children
+    m = re.fullmatch(TEMPLATE, timelapse.custom_id)
+    assert m and (m["action"], m["job"], m["user"]) == ("timelapse", "abc123", "987")
+    assert (again.item.label, timelapse.item.label) == ("Run again", "Timelapse")
+    assert len(again_view("abc123", 987).children) == 1
