@@ -53,6 +53,25 @@ REQUEST_SIZE_MIN = 32
 STEPS_MAX = 100_000
 SCALES_MAX = 8
 
+TIMELAPSE_FPS = 12
+"""Frames per second of a timelapse of the painting."""
+TIMELAPSE_SECONDS = 3.0
+"""Target length of a timelapse's painting part; the final frame is then held about a second."""
+
+
+def timelapse_every(total_steps: int) -> int:
+    """Record every k-th step, k chosen so that a run of `total_steps` yields about
+    TIMELAPSE_FPS * TIMELAPSE_SECONDS frames (the start, every k-th step and the result)."""
+    target = round(TIMELAPSE_FPS * TIMELAPSE_SECONDS)
+    total = max(1, total_steps)
+
+    def frames(k: int) -> int:
+        return 1 + -(-total // k)  # the start, then ceil(total / k) frames ending at the result
+
+    near = max(1, total // (target - 1))
+    return min((near, near + 1), key=lambda k: (abs(frames(k) - target), k))
+
+
 # Style weight per strength preset, relative to a content weight of 1, for start-normalized style
 # terms (style_norm = "start"); calibrated on real ImageNet features, see docs/quality.md.
 STRENGTH_STYLE_WEIGHTS: dict[str, float] = {"low": 1.0, "medium": 3.0, "high": 10.0}

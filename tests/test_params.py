@@ -68,3 +68,16 @@ def test_blend_count_must_match_styles() -> None:
         TransferParams(style_blend=(1.0, 1.0, 1.0)).normalized_blend(2)
     with pytest.raises(ParamsError, match="empty"):
         check_blend([])
+
+
+def test_timelapse_every_gives_two_to_four_seconds_of_frames() -> None:
+    from nstbot.params import TIMELAPSE_FPS, TIMELAPSE_SECONDS, timelapse_every
+
+    assert (TIMELAPSE_FPS, TIMELAPSE_SECONDS) == (12, 3.0)
+    # The start, then every k-th step ending at the result: 1 + ceil(total / k) frames.
+    for total in range(23, 20_000, 7):
+        k = timelapse_every(total)
+        seconds = (1 + -(-total // k)) / TIMELAPSE_FPS
+        assert 2.0 <= seconds <= 4.0, (total, k)
+    assert timelapse_every(1) == timelapse_every(10) == 1
+    assert timelapse_every(300) == 9 and timelapse_every(100_000) == 2858

@@ -27,6 +27,7 @@ from nstbot.engine.errors import OutOfMemoryError, StylizeCancelled
 from nstbot.engine.lbfgs import DeviceLBFGS
 from nstbot.engine.losses import ContentLoss, StyleLoss, TVLoss, blend_grams, gram_matrix
 from nstbot.engine.style_cache import StyleTargetCache, fingerprint
+from nstbot.engine.timelapse import FrameRecorder
 from nstbot.engine.vgg import FeatureExtractor
 from nstbot.engine.weights import load_features
 from nstbot.params import (
@@ -230,8 +231,13 @@ class StyleTransfer:
         *,
         on_step: StepCallback | None = None,
         init_image: Image.Image | None = None,
+        frames: FrameRecorder | None = None,
     ) -> StylizeResult:
-        """Paint `content` in the style of `styles`; see docs/engine.md for every parameter."""
+        """Paint `content` in the style of `styles`; see docs/engine.md for every parameter.
+
+        With `frames`, the recorder collects a timelapse: the start, every k-th step (the image
+        the user sees, so the average when averaging is on) and the result.
+        """
         params = params or TransferParams()
         params.check_layers_for(self.model)
         if not styles:
@@ -239,7 +245,7 @@ class StyleTransfer:
         if params.init == "image" and init_image is None:
             raise ValueError("init='image' needs an init_image")
         try:
-            return self._stylize(content, list(styles), params, on_step, init_image)
+            return self._stylize(content, list(styles), params, on_step, init_image, frames)
         except Exception as exc:
             if is_out_of_memory(exc):
                 if self.torch_device.type == "cuda":
@@ -256,6 +262,7 @@ class StyleTransfer:
         params: TransferParams,
         on_step: StepCallback | None,
         init_image: Image.Image | None,
+        frames: FrameRecorder | None,
     ) -> StylizeResult:
         start = time.perf_counter()
         content = content.convert("RGB")
@@ -270,6 +277,10 @@ class StyleTransfer:
         image: torch.Tensor | None = None
         step = 0
         values = torch.full((4,), math.nan)
+        if frames is not None:
+            frames.begin(sizes[-1], params.steps)
+            if params.init == "content":  # the photo itself, sharper than the small first scale
+                frames.add_picture(content)
         for scale, ((w, h), n_steps) in enumerate(zip(sizes, steps, strict=True)):
             content_t = self._to_tensor(content, (w, h))
             net_content = color.luminance(content_t) if params.preserve_colors else content_t
@@ -295,6 +306,8 @@ class StyleTransfer:
             # scale (upsampled like the image); the average restarts there from that start.
             average = IterateAverage(image, params.average) if params.average > 0 else None
             shown = image if average is None else average.value
+            if frames is not None and step == 0 and params.init != "content":
+                frames.add(self._finish(shown, content_t, params.preserve_colors), step)
 
             objective = Objective(
                 extractor, params, content_losses, style_losses, layer_weights, self._layout,
@@ -306,6 +319,8 @@ class StyleTransfer:
                 if average is not None:
                     average.update(image)
                 step += 1
+                if frames is not None and frames.due(step):
+                    frames.add(self._finish(shown, content_t, params.preserve_colors), step)
                 elapsed = time.perf_counter() - start
                 if on_step is not None:
                     done = sum(work[:scale]) + w * h * (scale_step + 1)
@@ -341,7 +356,10 @@ class StyleTransfer:
             "weights": self.weights_description,
         }
         log.info("stylized %sx%s in %.1f s (%d steps)", *sizes[-1], seconds, step)
-        return StylizeResult(image=_to_pil(final), stats=stats)
+        picture = _to_pil(final)
+        if frames is not None:
+            frames.add_picture(picture)
+        return StylizeResult(image=picture, stats=stats)
 
     def _step(
         self,

@@ -129,7 +129,7 @@ def describe_bytes(data: bytes) -> str:
     return "unrecognized data"
 
 
-def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     """Dimensions read before Pillow opens the file (Pillow's WebP decoder allocates at open)."""
     if fmt == "PNG" and data[12:16] == b"IHDR" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -257,7 +257,7 @@ def _accepted_format(data: bytes, limits: ImageLimits) -> str:
             "jpeg with too many scans",
             plain=f"is a JPEG with over {_MAX_JPEG_SCANS} scans, which is not decoded",
         )
-    if (declared := _header_size(data, fmt)) is not None:
+    if (declared := header_size(data, fmt)) is not None:
         _check_bounds(*declared, limits)
     return fmt
 
