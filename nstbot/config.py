@@ -251,6 +251,11 @@ class Config:
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def timelapse_hours(self) -> float:
+        """How long timelapse frames are kept: timelapse.keep_hours, bounded by the retention."""
+        return min(self.timelapse.keep_hours, self.executor.retention_hours)
+
 
 ENV_PREFIX = "NSTBOT_"
 

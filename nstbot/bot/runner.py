@@ -313,7 +313,12 @@ class JobRunner:
     ) -> None:
         """The animation of a finished job, for whoever pressed (only they see it)."""
         hours = self.scheduler.timelapse_hours
-        what = await answer_press(interaction, job_id, self.scheduler.timelapse, hours)
+        try:
+            what = await answer_press(interaction, job_id, self.scheduler.timelapse, hours)
+        except Exception:
+            log.exception("job %s: answering a timelapse press failed", job_id)
+            await tell_privately(interaction, "Something went wrong on my side; please try again.")
+            return
         log.info("job %s: timelapse pressed by user %s: %s", job_id, interaction.user.id, what)
 
     def _remember(self, job: Job, blobs: list[bytes]) -> None:

@@ -64,7 +64,7 @@ def open_frames(data: bytes, job_id: str) -> list[Image.Image] | None:
     try:
         return unpack_frames(data)
     except images.ImageRejected as exc:
-        log.error("job %s: timelapse frames unreadable: %s", job_id, exc.detail or exc)
+        log.error("job %s: timelapse frames unreadable: %s", job_id, exc)
         return None
 
 

@@ -91,8 +91,7 @@ class Scheduler:
         self.config = config
         self.ex = config.executor
         self.retry = RetryPolicy.from_config(config)
-        self.timelapse_hours = min(config.timelapse.keep_hours, self.ex.retention_hours)
-        """How long a finished job's timelapse frames are kept (the retention period bounds it)."""
+        self.timelapse_hours = config.timelapse_hours
         self._backend = backend if backend is not None else _make_backend(config)
         self._records = records if records is not None else Records(config.data_dir)
         self._queue = FairQueue()

@@ -17,6 +17,7 @@ def test_words_in_any_order() -> None:
     opts = parse_options("seed=42 BEST colors high 256px")
     assert opts == Options(quality="best", strength="high", size=256, preserve_colors=True, seed=42)
     assert parse_options("size=300").size == 300
+    assert parse_options("fast timelapse").timelapse and not parse_options("fast").timelapse
 
 
 @pytest.mark.parametrize("text", ["ultra", "size=big", "seed=-1", "https://example.com/x.png"])
@@ -30,3 +31,10 @@ def test_describe_lists_parameters_and_notes() -> None:
     text = describe(params, "balanced", 2, ["size lowered to 384 px"])
     assert text.startswith("balanced · 384 px · 100 steps · strength medium · seed 9")
     assert "colours kept" in text and "2 styles blended" in text and "(size lowered" in text
+
+
+def test_describe_says_when_a_timelapse_comes_along() -> None:
+    params = TransferParams(size=64, steps=3, scales=1, seed=1)
+    assert "timelapse" not in describe(params, "fast", 1, [])
+    asked = params.replace(extra={"quality": "fast", "timelapse": True})
+    assert describe(asked, "fast", 1, []).endswith(" · timelapse")

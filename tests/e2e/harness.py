@@ -123,6 +123,7 @@ def stylize_data(
         {"name": "style", "type": 11, "value": style["id"]},
     ]
     types = {"strength": 3, "quality": 3, "size": 4, "seed": 4, "preserve_colors": 5}
+    types["timelapse"] = 5
     for name, value in options.items():
         opts.append({"name": name, "type": types[name], "value": value})
     return fake.slash("stylize", opts, [content, style])

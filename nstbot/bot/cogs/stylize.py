@@ -50,7 +50,7 @@ Prepare = Callable[[str], Awaitable[Prepared]]
 
 PREFIX_USAGE = (
     f"Usage: `{{p}}stylize [{'|'.join(QUALITIES)}] [{'|'.join(STRENGTHS)}] [size=N] [seed=N] "
-    "[colors]` "
+    "[colors] [timelapse]` "
     "with two images attached (photo first, artwork second), or one artwork attached in a "
     "reply to a message with the photo."
 )
@@ -65,6 +65,8 @@ class Options:
     size: int | None = None
     preserve_colors: bool = False
     seed: int | None = None
+    timelapse: bool = False
+    """Send the animation of the painting with the result."""
 
 
 def parse_options(text: str) -> Options:
@@ -78,6 +80,8 @@ def parse_options(text: str) -> Options:
             values["strength"] = word
         elif word in ("colors", "colours", "preserve_colors", "keep-colors"):
             values["preserve_colors"] = True
+        elif word in ("timelapse", "time-lapse"):
+            values["timelapse"] = True
         elif key in ("size", "seed") and value.isdigit():
             values[key] = int(value)
         elif word.endswith("px") and word[:-2].isdigit():
@@ -120,6 +124,7 @@ class Stylize(commands.Cog):
         preserve_colors="Keep the photo's colours and take only the brush work",
         quality="fast, balanced or best: more steps and scales take longer",
         seed="Random seed, to repeat a result exactly",
+        timelapse="Also send an animation of the painting, from your photo to the result",
     )
     @app_commands.choices(
         strength=[Choice(name=s, value=s) for s in STRENGTHS],
@@ -139,11 +144,13 @@ class Stylize(commands.Cog):
         preserve_colors: bool = False,
         quality: str | None = None,
         seed: app_commands.Range[int, 0, 2**53] | None = None,
+        timelapse: bool = False,
     ) -> None:
-        """/stylize content style [style2] [strength] [size] [preserve_colors] [quality] [seed]."""
+        """/stylize content style [style2] [strength] [size] [preserve_colors] [quality] [seed]
+        [timelapse]."""
         origin = InteractionOrigin(interaction, self.bot.clock)
         styles = [style] if style2 is None else [style, style2]
-        opts = Options(quality, strength, size, preserve_colors, seed)
+        opts = Options(quality, strength, size, preserve_colors, seed, timelapse)
         await self.handle(
             origin, take_ticket(interaction), self._from_attachments(origin, content, styles, opts)
         )
@@ -170,19 +177,21 @@ class Stylize(commands.Cog):
     def help_text(self, guild_id: int | None) -> str:
         """The help message, with this server's caps."""
         limits = self.limits(guild_id)
-        p = self.bot.config.bot.prefix
+        config = self.bot.config
+        p = config.bot.prefix
         hardware = "a GPU" if self.bot.hardware() == "gpu" else "CPU only (no GPU)"
         lines = [
             "**/stylize** repaints your photo in the style of an artwork.",
             "`content`: the photo · `style`: the artwork · `style2`: a second artwork to blend",
             "`strength`: low / medium / high · `preserve_colors`: keep the photo's colours",
             "`size`: longest side in pixels · `seed`: repeat a result exactly",
+            *([timelapse_help(config.timelapse_hours)] if config.timelapse.enabled else []),
             f"`quality` (this bot runs on {hardware}):",
             help_table(self.bot.hardware(), limits),
             "Example: `/stylize content:cat.jpg style:starry-night.jpg strength:high`",
             "You can also right-click a message with two images → Apps → **Stylize**.",
         ]
-        if self.bot.config.bot.message_commands:
+        if config.bot.message_commands:
             lines.append(PREFIX_USAGE.format(p=p))
         return "\n".join(lines)
 
@@ -356,6 +365,9 @@ class Stylize(commands.Cog):
             )
         except (ParamsError, ValueError) as exc:
             raise Refusal(f"{exc}.") from None
+        if opts.timelapse:
+            # A label in the job's params: the journal and "Run again" keep it with them.
+            params = params.replace(extra={**params.extra, "timelapse": True})
         atts = [Attachment.from_discord(a) for a in (content, *styles)]
         blobs = await bot.intake.load_all(atts[0], atts[1:], params.size)
         job, info = await self._open_job(origin, job_id, params, quality, len(styles), notes)
@@ -406,6 +418,14 @@ def split_images(
     return pictures[0], pictures[1:]
 
 
+def timelapse_help(hours: float) -> str:
+    """The /stylize-help line about timelapses."""
+    return (
+        "`timelapse`: also send an animation of the painting, from the photo to the result; "
+        f"or press **Timelapse** on a result, up to {hours:g} h after it is made"
+    )
+
+
 def describe(params: TransferParams, quality: str, n_styles: int, notes: list[str]) -> str:
     """One line of parameters for the progress and result messages."""
     parts = [
@@ -419,6 +439,8 @@ def describe(params: TransferParams, quality: str, n_styles: int, notes: list[st
         parts.append("colours kept")
     if n_styles > 1:
         parts.append(f"{n_styles} styles blended")
+    if params.extra.get("timelapse"):
+        parts.append("timelapse")
     text = " · ".join(parts)
     if notes:
         text += " (" + "; ".join(notes) + ")"
