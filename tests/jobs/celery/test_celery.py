@@ -8,6 +8,7 @@ The workers are shared by the module; each test waits until both are idle. The d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import signal
@@ -20,6 +21,8 @@ from celery_helpers import Workers, celery_config
 from jobhelpers import ManualBackend, collect, png, tiny_job, until
 from PIL import Image
 
+from nstbot.config import TimelapseConfig
+from nstbot.images.animation import unpack_frames
 from nstbot.jobs import messages
 from nstbot.jobs.celery import backend as celery_backend
 from nstbot.jobs.journal.journal import Journal
@@ -96,6 +99,41 @@ async def test_a_job_streams_progress_and_its_keys_are_removed(sched, workers) -
     assert result.stats["worker"] in workers.statuses() and result.stats["attempts"] == 1
     # Inputs, markers and the result leave Redis once the journal has the outcome.
     await until(lambda: not job_keys(workers, handle.id), 15, "the job's keys to be removed")
+
+
+def gradient() -> bytes:
+    """A photo whose painting changes from step to step (identical frames pack into one)."""
+    img = Image.linear_gradient("L").resize((40, 40)).convert("RGB")
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_timelapse_frames_travel_through_redis_with_the_result(sched, workers) -> None:
+    handle = await sched.submit(tiny_job(steps=4), content=gradient(), styles=[STYLE])
+    result = await handle.wait()
+    assert isinstance(result, Finished) and result.timelapse, result
+    assert Image.open(io.BytesIO(result.image)).format == "PNG"  # split cleanly from the frames
+    frames = unpack_frames(result.timelapse)
+    assert len(frames) > 1 and max(frames[0].size) == 32
+    assert result.stats["timelapse_frames"] == len(frames)
+    # The bot keeps them in the job's folder for the Timelapse button.
+    assert await sched.timelapse(result.job_id) == result.timelapse
+
+
+async def test_a_bot_with_timelapses_off_gets_no_frames(
+    redis_url, queue, workers, tmp_path
+) -> None:
+    config = celery_config(tmp_path / "data", redis_url, queue)
+    config = dataclasses.replace(config, timelapse=TimelapseConfig(enabled=False))
+    scheduler = Scheduler(config)
+    await scheduler.start()
+    try:
+        result = await (await submit(scheduler, steps=3)).wait()
+        assert isinstance(result, Finished) and result.timelapse is None
+        assert "timelapse_frames" not in result.stats
+    finally:
+        await scheduler.stop()
 
 
 async def test_without_pub_sub_the_poll_still_brings_progress_and_the_result(
