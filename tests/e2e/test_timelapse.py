@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fakediscord import FakeDiscord
-from harness import Running, ephemeral_followup, final_webhook_edit, press, send_slash
+from harness import Running, ephemeral_followup, final_webhook_edit, picture, press, send_slash
 from PIL import Image
 
 from nstbot.bot.delivery import UPLOAD_HEADROOM
@@ -65,8 +65,33 @@ async def test_the_option_attaches_an_animation_within_the_limit(
     assert result_name.startswith("nstbot-") and anim_name.endswith("-timelapse.webp")
     assert frame_count(anim) > 1
     assert len(result) + len(anim) <= 10 * 1024 * 1024 * UPLOAD_HEADROOM
-    # Attached already: no Timelapse button, but Run again.
+    # Attached already: no Timelapse button, but Run again, which keeps the choice.
     assert [b.split(":")[1] for b in buttons(final.json)] == ["again"]
+    again = await press(fake, fake.originals[payload["token"]], "nst:again:", fake.snowflake())
+    final = await final_webhook_edit(fake, again["token"])
+    (_, _), (_, anim) = final.files
+    assert frame_count(anim) > 1 and "· timelapse" in final.json["content"]
+
+
+async def test_the_prefix_word_asks_for_it_too(running: Running, clean: FakeDiscord) -> None:
+    fake = clean
+    atts = [
+        fake.attachment(picture(40, 60), "a.png", "image/png"),
+        fake.attachment(picture(30, 30, seed=2), "b.png", "image/png"),
+    ]
+    msg = fake.message(author_id=fake.snowflake(), content="!stylize timelapse", attachments=atts)
+    await fake.dispatch("MESSAGE_CREATE", msg)
+    (reply,) = await fake.wait_for("POST", rf"^/channels/{fake.channel_id}/messages$")
+    pattern = rf"^/channels/{fake.channel_id}/messages/{reply.response['id']}$"
+
+    def done() -> list:
+        edits = fake.find("PATCH", pattern)
+        return [r for r in edits if "Done" in (r.json or {}).get("content", "")]
+
+    await fake.wait_until(lambda: bool(done()))
+    final = done()[-1]
+    (_, _), (name, anim) = final.files
+    assert name.endswith(".webp") and frame_count(anim) > 1
 
 
 async def test_a_small_limit_sends_the_result_and_offers_the_button(
