@@ -37,7 +37,7 @@ ANIMATION_SHARE = 1 / 3
 """Of an upload budget, what the animation may take beside the result (which keeps the rest)."""
 
 NOT_RECORDED = "🎞️ No timelapse this time: its frames could not be recorded."
-TURNED_OFF = "🎞️ No timelapse: this bot does not record them (`timelapse.enabled` is off)."
+TURNED_OFF = "🎞️ No timelapse: this bot does not record them."
 UNREADABLE = "🎞️ The timelapse of this picture cannot be read any more, sorry."
 
 

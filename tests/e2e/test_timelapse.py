@@ -188,3 +188,14 @@ async def test_frames_that_cannot_be_stored_still_come_with_the_result(
     job_id = job_id_of(final.json)
     assert not frames_file(running, job_id).exists()
     assert not any(b.startswith("nst:timelapse:") for b in buttons(final.json))
+
+
+async def test_help_tells_how_to_get_one(running: Running, clean: FakeDiscord) -> None:
+    fake = clean
+    payload = fake.interaction(fake.slash("stylize-help", []), user_id=fake.snowflake())
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
+    text = answer.json["data"]["content"]
+    assert "`timelapse`" in text and "**Timelapse**" in text and "24 h" in text
+    assert "[timelapse]" in text  # the prefix usage (message commands are on here)
+    assert len(text) <= 2000  # Discord's message limit
