@@ -115,6 +115,12 @@ def _add_stylize_parser(sub: Any) -> None:
     p.add_argument(
         "-o", "--output", type=Path, required=True, help="output image (.png/.jpg/.webp)"
     )
+    p.add_argument(
+        "--timelapse",
+        type=Path,
+        metavar="OUT",
+        help="also write the painting from photo to result as an animation (.webp or .gif)",
+    )
     # Parameter defaults are None here so that TransferParams stays the one place they live.
     g = p.add_argument_group("result")
     g.add_argument("--size", type=int, help=f"longest side in pixels (default {defaults.size})")
@@ -228,6 +234,13 @@ def check_stylize_options(args: argparse.Namespace, *, model: str = "vgg19") -> 
             f"bad option: -o {args.output}: the output must end in .png, .jpg, .jpeg or .webp",
             EXIT_USAGE,
         )
+    if args.timelapse is not None:
+        from nstbot.cli_timelapse import timelapse_format
+
+        try:
+            timelapse_format(args.timelapse)
+        except ValueError as exc:
+            raise CliError(f"bad option: {exc}", EXIT_USAGE) from None
     try:
         params = params_from_args(args)
         params.normalized_blend(len(args.styles))
@@ -256,7 +269,12 @@ def cmd_stylize(args: argparse.Namespace, config: Config) -> int:
     else:
         _check_weights_file(config.engine.weights, "engine.weights")
     engine = _make_engine(args, config)
-    result = _run_with_progress(engine, content, styles, init, params, quiet=args.quiet)
+    frames = None
+    if args.timelapse is not None:
+        from nstbot.cli_timelapse import recorder_for
+
+        frames = recorder_for(params)
+    result = _run_with_progress(engine, content, styles, init, params, args.quiet, frames)
     _save(result.image, content.alpha, args.output, params)
     seconds = result.stats["seconds"]
     random_note = ", RANDOM WEIGHTS" if result.stats["weights"].startswith("random") else ""
@@ -264,6 +282,13 @@ def cmd_stylize(args: argparse.Namespace, config: Config) -> int:
         f"wrote {args.output} ({result.image.width}x{result.image.height}, "
         f"{seconds:.1f} s{random_note})"
     )
+    if frames is not None:
+        from nstbot.cli_timelapse import write_timelapse
+
+        try:
+            print(write_timelapse(frames.frames, args.timelapse))
+        except OSError as exc:
+            raise CliError(f"{args.timelapse}: cannot write ({exc})", EXIT_FAILURE) from None
     return 0
 
 
@@ -328,7 +353,13 @@ def _make_engine(args: argparse.Namespace, config: Config) -> Any:
 
 
 def _run_with_progress(
-    engine: Any, content: Any, styles: list[Any], init: Any, params: TransferParams, *, quiet: bool
+    engine: Any,
+    content: Any,
+    styles: list[Any],
+    init: Any,
+    params: TransferParams,
+    quiet: bool,
+    frames: Any = None,
 ) -> Any:
     from tqdm import tqdm
 
@@ -350,6 +381,7 @@ def _run_with_progress(
                 params,
                 on_step=on_step,
                 init_image=init.image if init else None,
+                frames=frames,
             )
         except OutOfMemoryError as exc:
             raise CliError(str(exc), EXIT_DEVICE) from None

@@ -63,6 +63,28 @@ def test_stylize_end_to_end(data_dir: Path, tmp_path: Path, torch_home: dict[str
     assert "4/4" in proc.stderr  # the tqdm bar reached the end
 
 
+@pytest.mark.parametrize("name", ["paint.webp", "paint.GIF"])
+def test_stylize_writes_a_timelapse(
+    data_dir: Path, tmp_path: Path, torch_home: dict[str, str], name: str
+) -> None:
+    out, animation = tmp_path / "result.png", tmp_path / "sub" / name
+    proc = nstbot(
+        "stylize", str(data_dir / "content-coffee.jpg"), str(data_dir / "style-brick.jpg"),
+        "-o", str(out), "--size", "48", "--steps", "30", "--scales", "2", "--min-size", "32",
+        "--weights", "random", "--device", "cpu", "-q", "--timelapse", str(animation),
+        env=torch_home,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {animation} (timelapse, 31 frames, 48x32" in proc.stdout
+    with Image.open(animation) as img:
+        assert img.format == name.split(".")[1].upper()
+        assert img.n_frames > 1 and img.size == (48, 32)
+        img.seek(img.n_frames - 1)
+        img.load()
+        assert img.info["duration"] >= 1000  # the result is held about a second
+    assert out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -78,6 +100,8 @@ def test_stylize_end_to_end(data_dir: Path, tmp_path: Path, torch_home: dict[str
         (["--init", "image"], 2, "--init image needs --init-image"),
         (["--init", "random", "--init-image", "x.png"], 2, "give one of them"),
         (["--device", "tpu"], 2, "--device tpu: use auto, cpu"),
+        (["--timelapse", "t.mp4"], 2, "--timelapse t.mp4: the timelapse must end in .webp or .gif"),
+        (["--timelapse", "t"], 2, "the timelapse must end in .webp or .gif"),
         (["--size", "512", "--steps", "2"], 2, "--steps must be at least the number of scales (3)"),
         (["--precision", "bf16", "--device", "cpu"], 5, "needs a CUDA device"),
         (["--device", "cuda:7"], 5, "cuda"),

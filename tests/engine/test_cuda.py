@@ -56,3 +56,20 @@ def test_out_of_memory_becomes_its_own_error(gpu_engine: StyleTransfer, style) -
 def test_missing_gpu_index_is_a_device_error() -> None:
     with pytest.raises(DeviceError, match="does not exist"):
         StyleTransfer(device=f"cuda:{torch.cuda.device_count()}", weights="random")
+
+
+def test_frames_on_cuda_match_the_cpu_path(gpu_engine: StyleTransfer, content, style) -> None:
+    # Frames are copied to pinned host memory without a wait; reading them must see the pixels.
+    from nstbot.engine.timelapse import FrameRecorder
+
+    frames = FrameRecorder(every=1)
+    params = TransferParams(size=48, scales=1, steps=6, average=0.9)
+    previews: list[Image.Image] = []
+    result = gpu_engine.stylize(
+        content, [style], params, frames=frames, on_step=lambda i: previews.append(i.preview(99))
+    )
+    pictures = frames.frames
+    assert len(pictures) == 1 + params.steps
+    assert pictures[-1].tobytes() == result.image.tobytes()
+    for picture, preview in zip(pictures[1:-1], previews[:-1], strict=True):
+        assert picture.tobytes() == preview.tobytes()
