@@ -343,6 +343,7 @@ def _pack_frames(job_id: str, recorder: Any, stats: dict[str, Any]) -> bytes | N
         return None
     from nstbot.images import animation
 
+    begin = time.perf_counter()
     try:
         frames = recorder.frames
         packed = animation.pack_frames(frames) if len(frames) > 1 else None
@@ -353,7 +354,11 @@ def _pack_frames(job_id: str, recorder: Any, stats: dict[str, Any]) -> bytes | N
         why = getattr(recorder, "error", None) or f"{len(frames)} frames"
         log.warning("job %s: no timelapse to send (%s)", job_id, why)
         return None
-    stats.update(timelapse_frames=len(frames), timelapse_bytes=len(packed))
+    stats.update(
+        timelapse_frames=len(frames),
+        timelapse_bytes=len(packed),
+        timelapse_pack_s=round(time.perf_counter() - begin, 3),
+    )
     return packed
 
 
