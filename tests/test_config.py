@@ -53,6 +53,8 @@ def test_toml_and_environment(tmp_path: Path) -> None:
         ("engine = 3\n", {}, "engine"),
         ("", {"NSTBOT_EXECUTOR_JOB_TIMEOUT_S": "soon"}, "executor.job_timeout_s"),
         ("[engine\n", {}, "not valid TOML"),
+        ("[timelapse]\nframe_side = 4000\n", {}, "timelapse.frame_side"),
+        ("", {"NSTBOT_TIMELAPSE_KEEP_HOURS": "a day"}, "timelapse.keep_hours"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict, message: str) -> None:
@@ -126,3 +128,10 @@ def test_example_config_is_generated_from_the_code() -> None:
     text = (ROOT / "config.example.toml").read_text()
     assert text == example_toml(), "run: python -m nstbot.config_example > config.example.toml"
     assert "[engine]" in text and "# auto (CUDA, then MPS, then CPU)" in text
+
+
+def test_timelapses_are_kept_no_longer_than_their_job(tmp_path: Path) -> None:
+    text = "[executor]\nretention_hours = 12\n[timelapse]\nkeep_hours = 48\nenabled = false\n"
+    config = load_config(write(tmp_path, text), env={})
+    assert config.timelapse.enabled is False and config.timelapse_hours == 12.0
+    assert Config().timelapse_hours == 24.0
