@@ -217,6 +217,18 @@ class CeleryConfig:
 
 
 @dataclass(frozen=True)
+class StylesConfig:
+    """Named styles: each server's own library (the built-in styles are always there)."""
+
+    max_per_server: int = 25
+    """Styles one server may keep (a server's settings may lower it; 0 = no server styles)."""
+    max_server_mb: int = 25
+    """Megabytes of stored copies one server may keep (a server's settings may lower it)."""
+    max_side: int = 1024
+    """Longest side of a server style's stored copy; larger uploads are scaled down."""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     """Folder of the journal, the settings database and jobs' files."""
@@ -227,6 +239,7 @@ class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     web: WebConfig = field(default_factory=WebConfig)
     celery: CeleryConfig = field(default_factory=CeleryConfig)
+    styles: StylesConfig = field(default_factory=StylesConfig)
 
     @property
     def data_path(self) -> Path:
