@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
 from importlib import resources
+from pathlib import Path
 
 from PIL import Image
 
@@ -42,3 +44,15 @@ def test_builtin_images_carry_no_metadata() -> None:
     for style in BUILTIN_STYLES:
         with Image.open(style.path) as im:
             assert not im.getexif()
+
+
+def test_the_wheel_ships_every_builtin_file() -> None:
+    # pyproject's package-data decides what the wheel carries besides the modules.
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["nstbot.styles"]
+    package = root / "nstbot" / "styles"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    on_disk = {path for path in (package / "builtin").iterdir() if path.is_file()}
+    assert on_disk == shipped
+    assert {style.path.resolve() for style in BUILTIN_STYLES} <= {p.resolve() for p in shipped}
