@@ -30,3 +30,19 @@ def test_describe_lists_parameters_and_notes() -> None:
     text = describe(params, "balanced", 2, ["size lowered to 384 px"])
     assert text.startswith("balanced · 384 px · 100 steps · strength medium · seed 9")
     assert "colours kept" in text and "2 styles blended" in text and "(size lowered" in text
+
+
+def test_preset_words() -> None:
+    opts = parse_options("preset=Starry-Night fast preset2=woman-with-a-hat")
+    assert opts.presets == ("starry-night", "woman-with-a-hat") and opts.quality == "fast"
+    assert parse_options("").presets == (None, None)
+    with pytest.raises(Refusal, match="understand"):
+        parse_options("preset=")
+
+
+def test_describe_names_the_preset_style() -> None:
+    params = TransferParams(
+        size=256, steps=60, scales=1, seed=1, extra={"styles": ["The Starry Night (V, 1889)"]}
+    )
+    text = describe(params, "fast", 1, [])
+    assert text.startswith("in the style of The Starry Night (V, 1889) · fast · 256 px")

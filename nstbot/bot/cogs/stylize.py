@@ -24,6 +24,16 @@ from nstbot.bot.admission import (
     message_channel_allowed,
     take_ticket,
 )
+from nstbot.bot.artworks import (
+    Choose,
+    in_the_style_of,
+    look_up,
+    prefix_slots,
+    preset_choices,
+    slash_slots,
+    style_credits,
+    style_inputs,
+)
 from nstbot.bot.delivery import DeliveryInfo
 from nstbot.bot.intake import Attachment, Refusal, image_attachments
 from nstbot.bot.origin import InteractionGone, InteractionOrigin, MessageOrigin, Origin
@@ -50,10 +60,12 @@ Prepare = Callable[[str], Awaitable[Prepared]]
 
 PREFIX_USAGE = (
     f"Usage: `{{p}}stylize [{'|'.join(QUALITIES)}] [{'|'.join(STRENGTHS)}] [size=N] [seed=N] "
-    "[colors]` "
+    "[colors] [preset=NAME] [preset2=NAME]` "
     "with two images attached (photo first, artwork second), or one artwork attached in a "
-    "reply to a message with the photo."
+    "reply to a message with the photo. With `preset=NAME` (see `/nst styles`) attach only "
+    "the photo, or reply to it."
 )
+PRESET_WORDS = ("preset", "preset2")
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,13 @@ class Options:
     size: int | None = None
     preserve_colors: bool = False
     seed: int | None = None
+    preset: str | None = None
+    preset2: str | None = None
+
+    @property
+    def presets(self) -> tuple[str | None, str | None]:
+        """The `preset=` and `preset2=` names (prefix form)."""
+        return (self.preset, self.preset2)
 
 
 def parse_options(text: str) -> Options:
@@ -80,6 +99,8 @@ def parse_options(text: str) -> Options:
             values["preserve_colors"] = True
         elif key in ("size", "seed") and value.isdigit():
             values[key] = int(value)
+        elif key in PRESET_WORDS and value:
+            values[key] = value
         elif word.endswith("px") and word[:-2].isdigit():
             values["size"] = int(word[:-2])
         else:
@@ -113,8 +134,10 @@ class Stylize(commands.Cog):
     @app_commands.command(name="stylize", description="Repaint a photo in the style of an artwork")
     @app_commands.describe(
         content="The photo to repaint",
-        style="The artwork whose style to borrow",
+        style="The artwork whose style to borrow (or pick a preset)",
+        preset="A style from the library instead of an upload (/nst styles shows them)",
         style2="A second artwork to blend in (optional)",
+        preset2="A second style from the library to blend in (optional)",
         strength="How strongly the style takes over (default medium)",
         size="Longest side of the result in pixels (capped by quality and server settings)",
         preserve_colors="Keep the photo's colours and take only the brush work",
@@ -125,6 +148,7 @@ class Stylize(commands.Cog):
         strength=[Choice(name=s, value=s) for s in STRENGTHS],
         quality=[Choice(name=q, value=q) for q in QUALITIES],
     )
+    @app_commands.autocomplete(preset=preset_choices, preset2=preset_choices)
     # Checks run bottom-up: the channel first, then admission takes the cooldown and a slot.
     @app_commands.check(admitted)
     @app_commands.check(channel_allowed)
@@ -132,21 +156,26 @@ class Stylize(commands.Cog):
         self,
         interaction: discord.Interaction[Any],
         content: discord.Attachment,
-        style: discord.Attachment,
+        style: discord.Attachment | None = None,
+        preset: str | None = None,
         style2: discord.Attachment | None = None,
+        preset2: str | None = None,
         strength: str = TransferParams.strength,
         size: app_commands.Range[int, REQUEST_SIZE_MIN, SIZE_MAX] | None = None,
         preserve_colors: bool = False,
         quality: str | None = None,
         seed: app_commands.Range[int, 0, 2**53] | None = None,
     ) -> None:
-        """/stylize content style [style2] [strength] [size] [preserve_colors] [quality] [seed]."""
+        """/stylize content style|preset [style2|preset2] [strength] [size] [preserve_colors]
+        [quality] [seed]."""
         origin = InteractionOrigin(interaction, self.bot.clock)
-        styles = [style] if style2 is None else [style, style2]
         opts = Options(quality, strength, size, preserve_colors, seed)
-        await self.handle(
-            origin, take_ticket(interaction), self._from_attachments(origin, content, styles, opts)
-        )
+
+        async def prepare(job_id: str) -> Prepared:
+            slots = slash_slots(style, preset, style2, preset2)
+            return await self._prepare(origin, content, slots, opts, job_id)
+
+        await self.handle(origin, take_ticket(interaction), prepare)
 
     async def stylize_message(
         self, interaction: discord.Interaction[Any], message: discord.Message
@@ -156,7 +185,7 @@ class Stylize(commands.Cog):
 
         async def prepare(job_id: str) -> Prepared:
             content, styles = split_images(image_attachments(message.attachments))
-            return await self._prepare(origin, content, styles, Options(), job_id)
+            return await self._prepare(origin, content, list(styles), Options(), job_id)
 
         await self.handle(origin, take_ticket(interaction), prepare)
 
@@ -175,11 +204,16 @@ class Stylize(commands.Cog):
         lines = [
             "**/stylize** repaints your photo in the style of an artwork.",
             "`content`: the photo · `style`: the artwork · `style2`: a second artwork to blend",
+            "`preset` / `preset2`: a style from the library instead of an upload; type to "
+            "search, `/nst styles` shows them all",
             "`strength`: low / medium / high · `preserve_colors`: keep the photo's colours",
             "`size`: longest side in pixels · `seed`: repeat a result exactly",
             f"`quality` (this bot runs on {hardware}):",
             help_table(self.bot.hardware(), limits),
             "Example: `/stylize content:cat.jpg style:starry-night.jpg strength:high`",
+            "With a preset: `/stylize content:cat.jpg preset:starry-night`",
+            "Server admins add styles with `/nst style add name image` "
+            "(and remove them with `/nst style remove name`).",
             "You can also right-click a message with two images → Apps → **Stylize**.",
         ]
         if self.bot.config.bot.message_commands:
@@ -199,13 +233,18 @@ class Stylize(commands.Cog):
         origin = MessageOrigin(ctx.message)
         try:
             opts = parse_options(options)
-            content, styles = await self._message_images(ctx.message)
+            if any(opts.presets):
+                content, uploads = await self._preset_message_images(ctx.message)
+                slots = prefix_slots(uploads, opts.presets)
+            else:
+                content, styles = await self._message_images(ctx.message)
+                slots = list(styles)
         except Refusal as exc:
             ticket.release()
             usage = PREFIX_USAGE.format(p=self.bot.config.bot.prefix)
             await origin.refuse(f"{exc}\n{usage}")
             return
-        await self.handle(origin, ticket, self._from_attachments(origin, content, styles, opts))
+        await self.handle(origin, ticket, self._from_attachments(origin, content, slots, opts))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -228,19 +267,38 @@ class Stylize(commands.Cog):
         pictures = image_attachments(message.attachments)
         if len(pictures) >= 2:
             return split_images(pictures)
-        ref = message.reference
-        if len(pictures) == 1 and ref is not None and ref.message_id is not None:
-            replied = ref.resolved if isinstance(ref.resolved, discord.Message) else None
-            if replied is None:
-                try:
-                    replied = await message.channel.fetch_message(ref.message_id)
-                except discord.HTTPException:
-                    raise Refusal("I can't read the message you replied to.") from None
+        replied = await self._replied(message) if len(pictures) == 1 else None
+        if replied is not None:
             theirs = image_attachments(replied.attachments)
             if theirs:
                 return theirs[0], [pictures[0]]
             raise Refusal("The message you replied to has no image.")
         raise Refusal("I need two images.")
+
+    async def _preset_message_images(
+        self, message: discord.Message
+    ) -> tuple[discord.Attachment, list[discord.Attachment]]:
+        """With a preset: the photo attached (any further images are artworks), or replied to."""
+        pictures = image_attachments(message.attachments)
+        if pictures:
+            return pictures[0], pictures[1:]
+        replied = await self._replied(message)
+        theirs = image_attachments(replied.attachments) if replied is not None else []
+        if theirs:
+            return theirs[0], []
+        raise Refusal("I need the photo: attach it, or reply to a message with it.")
+
+    async def _replied(self, message: discord.Message) -> discord.Message | None:
+        """The message this one replies to, or None when it is no reply."""
+        ref = message.reference
+        if ref is None or ref.message_id is None:
+            return None
+        if isinstance(ref.resolved, discord.Message):
+            return ref.resolved
+        try:
+            return await message.channel.fetch_message(ref.message_id)
+        except discord.HTTPException:
+            raise Refusal("I can't read the message you replied to.") from None
 
     # --- "Run again" ----------------------------------------------------------------------
 
@@ -327,7 +385,7 @@ class Stylize(commands.Cog):
         self,
         origin: Origin,
         content: discord.Attachment,
-        styles: list[discord.Attachment],
+        styles: list[Choose],
         opts: Options,
     ) -> Prepare:
         return functools.partial(self._prepare, origin, content, styles, opts)
@@ -336,11 +394,12 @@ class Stylize(commands.Cog):
         self,
         origin: Origin,
         content: discord.Attachment,
-        styles: list[discord.Attachment],
+        styles: list[Choose],
         opts: Options,
         job_id: str,
     ) -> Prepared:
         bot = self.bot
+        artworks = await look_up(bot.styles, origin.guild_id, styles)
         quality = opts.quality or bot.config.bot.default_quality
         seed = opts.seed if opts.seed is not None else random.randrange(2**31)
         try:
@@ -356,8 +415,12 @@ class Stylize(commands.Cog):
             )
         except (ParamsError, ValueError) as exc:
             raise Refusal(f"{exc}.") from None
-        atts = [Attachment.from_discord(a) for a in (content, *styles)]
-        blobs = await bot.intake.load_all(atts[0], atts[1:], params.size)
+        credits = style_credits(artworks)
+        if credits:
+            # Carried with the job, so the summary and "Run again" name the style.
+            params = params.replace(extra={**params.extra, "styles": credits})
+        inputs = await style_inputs(artworks)
+        blobs = await bot.intake.load_all(Attachment.from_discord(content), inputs, params.size)
         job, info = await self._open_job(origin, job_id, params, quality, len(styles), notes)
         return job, blobs, info
 
@@ -409,6 +472,7 @@ def split_images(
 def describe(params: TransferParams, quality: str, n_styles: int, notes: list[str]) -> str:
     """One line of parameters for the progress and result messages."""
     parts = [
+        *filter(None, [in_the_style_of(params.extra.get("styles"))]),
         f"{quality}",
         f"{params.size} px",
         f"{params.steps} steps",
