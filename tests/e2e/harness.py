@@ -300,6 +300,8 @@ def settings_data(fake: FakeDiscord, **options: object) -> dict[str, Any]:
     types = {
         "cooldown": 4,
         "max_size": 4,
+        "max_styles": 4,
+        "max_styles_mb": 4,
         "queue_limit": 4,
         "all_channels": 5,
         "max_quality": 3,
@@ -322,3 +324,17 @@ async def nst_settings(fake: FakeDiscord, perms: str = MANAGER, **options: objec
     (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
     assert answer.json["data"]["flags"] & 64
     return str(answer.json["data"]["content"])
+
+
+async def autocomplete(
+    fake: FakeDiscord, data: dict[str, Any], *, guild_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Send an autocomplete interaction (type 4) and return the choices of its answer (type 8).
+
+    `data` is a command's interaction data with one option marked `"focused": True`.
+    """
+    payload = fake.interaction(data, user_id=fake.snowflake(), itype=4, guild_id=guild_id)
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
+    assert answer.json["type"] == 8, answer.json
+    return list(answer.json["data"]["choices"])
