@@ -6,6 +6,7 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
@@ -35,9 +36,13 @@ def page_count(n_styles: int, per_page: int = 12) -> int:
 
 
 def contact_sheet(
-    styles: Sequence[Style], *, page: int = 1, per_page: int = 12
+    styles: Sequence[Style],
+    *,
+    page: int = 1,
+    per_page: int = 12,
+    format: Literal["JPEG", "PNG"] = "JPEG",
 ) -> tuple[bytes, int]:
-    """A JPEG of one page of `styles` (name and title under each), and the number of pages."""
+    """An image of one page of `styles` (name and title under each), and the number of pages."""
     per_page = max(1, per_page)
     pages = page_count(len(styles), per_page)
     if not 1 <= page <= pages:
@@ -62,7 +67,10 @@ def contact_sheet(
         y = header_h + (index // columns) * cell_h
         _draw_cell(sheet, draw, fonts, style, x, y)
     buffer = io.BytesIO()
-    sheet.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=True)
+    if format == "PNG":
+        sheet.save(buffer, "PNG", optimize=True)
+    else:
+        sheet.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=True)
     return buffer.getvalue(), pages
 
 
