@@ -232,6 +232,10 @@ async def test_neither_or_both_artworks_refused(running: Running, clean: FakeDis
     assert "either `style2` or `preset2`" in await ephemeral_followup(fake, both2["token"])
     assert not fake.find("GET", r"^/cdn/")  # refused before any download
 
+    help_text = await answer(fake, fake.slash("stylize-help", []), perms=MEMBER_PERMISSIONS)
+    assert "preset:starry-night" in help_text and "/nst style add" in help_text
+    assert "preset=NAME" in help_text
+
 
 async def test_prefix_presets(running: Running, clean: FakeDiscord) -> None:
     fake = clean
