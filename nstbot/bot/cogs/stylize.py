@@ -36,6 +36,7 @@ from nstbot.bot.artworks import (
 )
 from nstbot.bot.delivery import DeliveryInfo
 from nstbot.bot.intake import Attachment, Refusal, image_attachments
+from nstbot.bot.message_images import message_images, preset_message_images, split_images
 from nstbot.bot.origin import InteractionGone, InteractionOrigin, MessageOrigin, Origin
 from nstbot.bot.presets import QUALITIES, Limits, build_params, help_table
 from nstbot.jobs.errors import SubmitRefused
@@ -234,10 +235,10 @@ class Stylize(commands.Cog):
         try:
             opts = parse_options(options)
             if any(opts.presets):
-                content, uploads = await self._preset_message_images(ctx.message)
+                content, uploads = await preset_message_images(ctx.message)
                 slots = prefix_slots(uploads, opts.presets)
             else:
-                content, styles = await self._message_images(ctx.message)
+                content, styles = await message_images(ctx.message)
                 slots = list(styles)
         except Refusal as exc:
             ticket.release()
@@ -260,45 +261,6 @@ class Stylize(commands.Cog):
             ctx.command = self.stylize_prefix
             ctx.invoked_with = self.stylize_prefix.name
             await self.bot.invoke(ctx)
-
-    async def _message_images(
-        self, message: discord.Message
-    ) -> tuple[discord.Attachment, list[discord.Attachment]]:
-        pictures = image_attachments(message.attachments)
-        if len(pictures) >= 2:
-            return split_images(pictures)
-        replied = await self._replied(message) if len(pictures) == 1 else None
-        if replied is not None:
-            theirs = image_attachments(replied.attachments)
-            if theirs:
-                return theirs[0], [pictures[0]]
-            raise Refusal("The message you replied to has no image.")
-        raise Refusal("I need two images.")
-
-    async def _preset_message_images(
-        self, message: discord.Message
-    ) -> tuple[discord.Attachment, list[discord.Attachment]]:
-        """With a preset: the photo attached (any further images are artworks), or replied to."""
-        pictures = image_attachments(message.attachments)
-        if pictures:
-            return pictures[0], pictures[1:]
-        replied = await self._replied(message)
-        theirs = image_attachments(replied.attachments) if replied is not None else []
-        if theirs:
-            return theirs[0], []
-        raise Refusal("I need the photo: attach it, or reply to a message with it.")
-
-    async def _replied(self, message: discord.Message) -> discord.Message | None:
-        """The message this one replies to, or None when it is no reply."""
-        ref = message.reference
-        if ref is None or ref.message_id is None:
-            return None
-        if isinstance(ref.resolved, discord.Message):
-            return ref.resolved
-        try:
-            return await message.channel.fetch_message(ref.message_id)
-        except discord.HTTPException:
-            raise Refusal("I can't read the message you replied to.") from None
 
     # --- "Run again" ----------------------------------------------------------------------
 
@@ -453,20 +415,6 @@ class Stylize(commands.Cog):
             created_at=now,
         )
         return job, info
-
-
-def split_images(
-    pictures: list[discord.Attachment],
-) -> tuple[discord.Attachment, list[discord.Attachment]]:
-    """The photo and one or two artworks of one message's images (as /stylize's style2)."""
-    if len(pictures) < 2:
-        raise Refusal("I need two images: the photo first, then the artwork.")
-    if len(pictures) > 3:
-        raise Refusal(
-            f"I take at most three images (the photo, then one or two artworks); "
-            f"this has {len(pictures)}."
-        )
-    return pictures[0], pictures[1:]
 
 
 def describe(params: TransferParams, quality: str, n_styles: int, notes: list[str]) -> str:
