@@ -420,13 +420,15 @@ class Stylize(commands.Cog):
 def describe(params: TransferParams, quality: str, n_styles: int, notes: list[str]) -> str:
     """One line of parameters for the progress and result messages."""
     parts = [
-        *filter(None, [in_the_style_of(params.extra.get("styles"))]),
         f"{quality}",
         f"{params.size} px",
         f"{params.steps} steps",
         f"strength {params.strength}",
         f"seed {params.seed}",
     ]
+    style_line = in_the_style_of(params.extra.get("styles"))
+    if style_line:
+        parts.insert(0, style_line)
     if params.preserve_colors:
         parts.append("colours kept")
     if n_styles > 1:
