@@ -30,12 +30,14 @@ HARDWARE = ("cpu", "gpu")
 
 
 def warm_params(config: Config) -> Mapping[str, tuple[TransferParams, ...]]:
-    """Per kind of hardware, the parameters of a default request at each quality under the
-    config's caps (empty when styles.warm_up is off)."""
+    """Per kind of worker device, the parameters of a default request at each quality under the
+    config's caps (empty when styles.warm_up is off). A bot.hardware of cpu or gpu makes every
+    worker use that table, as it makes the bot."""
     if not config.styles.warm_up:
         return {}
     limits = Limits(max_size=config.bot.max_size, max_steps=config.bot.max_steps)
-    return {hardware: default_params(hardware, limits) for hardware in HARDWARE}
+    forced = config.bot.hardware if config.bot.hardware in HARDWARE else None
+    return {hardware: default_params(forced or hardware, limits) for hardware in HARDWARE}
 
 
 def hardware_of(device: str) -> str:

@@ -19,7 +19,7 @@ from nstbot.jobs.model import Job, RunRequest
 from nstbot.jobs.runtime import WorkerSettings, run_job
 from nstbot.jobs.warmup import StyleWarmUp, warm_params
 from nstbot.quality import Limits, build_params
-from nstbot.styles import BUILTIN_STYLES, builtin_style
+from nstbot.styles import BUILTIN_STYLES
 
 ENTRY_BYTES = 4 * sum(c * c for c in (64, 128, 256, 512, 512))  # fp32 Grams of the default layers
 
@@ -129,4 +129,6 @@ def test_the_warm_up_uses_the_sizes_the_bot_asks_for() -> None:
         ]
         assert list(plan[hardware]) == expected
         assert [p.size for p in plan[hardware]] == [PRESETS[hardware][q].size for q in QUALITIES]
-    assert builtin_style("starry-night") is not None
+    forced = warm_params(Config(bot=BotConfig(hardware="cpu")))
+    assert forced["gpu"] == forced["cpu"] == plan["cpu"]
+    assert warm_params(Config(styles=StylesConfig(warm_up=False))) == {}
