@@ -226,6 +226,9 @@ class StylesConfig:
     """Megabytes of stored copies one server may keep (a server's settings may lower it)."""
     max_side: int = 1024
     """Longest side of a server style's stored copy; larger uploads are scaled down."""
+    warm_up: bool = True
+    """At start, each worker caches the built-in styles' targets at the quality presets' sizes
+    (never evicting: it stops when engine.style_cache_mb is full), so preset jobs skip that work."""
 
 
 @dataclass(frozen=True)

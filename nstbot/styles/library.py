@@ -330,7 +330,8 @@ class StyleLibrary:
                             (guild_id, name),
                         )
         for folder in self.folder.iterdir():
-            if not folder.is_dir():
+            # Only servers' folders: anything else someone put here is not ours to delete.
+            if not folder.is_dir() or not folder.name.isdigit():
                 continue
             for path in folder.iterdir():
                 if path.is_file() and (folder.name, path.name) not in known:

@@ -181,9 +181,12 @@ def test_open_cleans_up_what_a_crash_left(library: StyleLibrary) -> None:
     partial.parent.mkdir()
     stray.write_bytes(picture())
     partial.write_bytes(b"half")
+    foreign = library.folder / "notes" / "readme.txt"
+    foreign.parent.mkdir()
+    foreign.write_text("not a server's folder")
     library.open()
     assert library.server_styles(A) == [kept]
-    assert files_under(library.folder) == [kept.path]
+    assert files_under(library.folder) == [kept.path, foreign]
 
 
 def test_search_ranks_names_before_titles_and_respects_the_limit(library: StyleLibrary) -> None:
