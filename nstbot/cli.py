@@ -1,4 +1,4 @@
-"""Command line: `nstbot run | stylize | weights | worker | sync | check`.
+"""Command line: `nstbot run | stylize | styles | weights | worker | sync | check`.
 
 Exit codes: 0 success, 1 unexpected failure, 2 bad arguments or option values, 3 an input file is
 missing or not a usable image, 4 the VGG19 weights are missing or corrupt, 5 the device cannot be
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nstbot import __version__
+from nstbot import __version__, cli_styles
 from nstbot.config import Config, ConfigError, Precision, load_config
 from nstbot.logs import setup_logging
 from nstbot.params import Init, Model, Optimizer, ParamsError, Strength, TransferParams
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     _add_stylize_parser(sub)
+    cli_styles.add_styles_parser(sub, handler=cmd_styles)
 
     weights = sub.add_parser("weights", help="download, locate or verify the VGG weights")
     wsub = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
@@ -108,10 +109,10 @@ def _add_stylize_parser(sub: Any) -> None:
     p = sub.add_parser(
         "stylize",
         help="stylize one image on this machine",
-        description="Paint CONTENT in the style of one or more STYLE images.",
+        description="Paint CONTENT in the style of one or more STYLE images or built-in styles.",
     )
     p.add_argument("content", type=Path, help="the photo to repaint")
-    p.add_argument("styles", type=Path, nargs="+", metavar="style", help="one or more artworks")
+    p.add_argument("styles", type=Path, nargs="*", metavar="style", help="one or more artworks")
     p.add_argument(
         "-o", "--output", type=Path, required=True, help="output image (.png/.jpg/.webp)"
     )
@@ -131,6 +132,7 @@ def _add_stylize_parser(sub: Any) -> None:
     g.add_argument("--min-size", type=int, help=f"smallest scale (default {defaults.min_size})")
     g.add_argument("--seed", type=int, help="random seed (CPU runs repeat bit for bit)")
     g = p.add_argument_group("style")
+    cli_styles.add_style_preset_option(g)
     g.add_argument(
         "--strength",
         choices=typing.get_args(Strength),
@@ -243,11 +245,21 @@ def check_stylize_options(args: argparse.Namespace, *, model: str = "vgg19") -> 
             raise CliError(f"bad option: {exc}", EXIT_USAGE) from None
     try:
         params = params_from_args(args)
-        params.normalized_blend(len(args.styles))
+        params.normalized_blend(len(style_inputs(args)))
         params.check_layers_for(model)
     except ParamsError as exc:
         raise _option_error(exc) from None
     return params
+
+
+def style_inputs(args: argparse.Namespace) -> list[Path]:
+    """The style files of a stylize run: STYLE files as given, then each --style-preset's."""
+    from nstbot.styles import StyleRefused
+
+    try:
+        return cli_styles.style_files(args.styles, args.style_presets)
+    except StyleRefused as exc:
+        raise CliError(f"bad option: {exc}", EXIT_USAGE) from None
 
 
 def _option_error(exc: ParamsError) -> CliError:
@@ -262,7 +274,7 @@ def cmd_stylize(args: argparse.Namespace, config: Config) -> int:
     params = check_stylize_options(args, model=args.model or config.engine.model)
     limits = images.ImageLimits.from_config(config.images)
     content = _read_image(args.content, limits, params.size)
-    styles = [_read_image(path, limits, None) for path in args.styles]
+    styles = [_read_image(path, limits, None) for path in style_inputs(args)]
     init = _read_image(args.init_image, limits, None) if args.init_image else None
     if args.weights:
         _check_weights_file(args.weights, "--weights")
@@ -289,6 +301,21 @@ def cmd_stylize(args: argparse.Namespace, config: Config) -> int:
             print(write_timelapse(frames.frames, args.timelapse))
         except OSError as exc:
             raise CliError(f"{args.timelapse}: cannot write ({exc})", EXIT_FAILURE) from None
+    return 0
+
+
+def cmd_styles(args: argparse.Namespace, config: Config) -> int:
+    """List the built-in styles (`--sheet` writes their contact sheet)."""
+    from nstbot.styles import StyleRefused
+
+    try:
+        cli_styles.check_sheet_path(args.sheet)
+    except StyleRefused as exc:
+        raise CliError(f"bad option: {exc}", EXIT_USAGE) from None
+    try:
+        cli_styles.show_builtins(args.sheet)
+    except StyleRefused as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None
     return 0
 
 

@@ -235,6 +235,21 @@ class TimelapseConfig:
 
 
 @dataclass(frozen=True)
+class StylesConfig:
+    """Named styles: each server's own library (the built-in styles are always there)."""
+
+    max_per_server: int = 25
+    """Styles one server may keep (a server's settings may lower it; 0 = no server styles)."""
+    max_server_mb: int = 25
+    """Megabytes of stored copies one server may keep (a server's settings may lower it)."""
+    max_side: int = 1024
+    """Longest side of a server style's stored copy; larger uploads are scaled down."""
+    warm_up: bool = True
+    """At start, each worker caches the built-in styles' targets at the quality presets' sizes
+    (never evicting: it stops when engine.style_cache_mb is full), so preset jobs skip that work."""
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     """Folder of the journal, the settings database and jobs' files."""
@@ -246,6 +261,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     celery: CeleryConfig = field(default_factory=CeleryConfig)
     timelapse: TimelapseConfig = field(default_factory=TimelapseConfig)
+    styles: StylesConfig = field(default_factory=StylesConfig)
 
     @property
     def data_path(self) -> Path:

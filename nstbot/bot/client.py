@@ -42,9 +42,11 @@ from nstbot.bot.runner import JobRunner
 from nstbot.bot.settings import SettingsStore
 from nstbot.bot.views import JobButton
 from nstbot.config import Config
+from nstbot.images import ImageLimits
 from nstbot.jobs.errors import JournalUnavailable
 from nstbot.logs import add_secret
 from nstbot.metrics import Metrics
+from nstbot.styles import StyleLibrary
 from nstbot.web import WebError, WebServer, discord_health, start_web
 
 if TYPE_CHECKING:
@@ -52,7 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("nstbot.bot.cogs.stylize", "nstbot.bot.cogs.admin")
+# The styles cog adds its commands to the admin cog's /nst group, so it loads after it.
+EXTENSIONS = ("nstbot.bot.cogs.stylize", "nstbot.bot.cogs.admin", "nstbot.bot.cogs.styles")
 TOKEN_ENV = "DISCORD_TOKEN"
 
 
@@ -148,6 +151,12 @@ class NSTBot(commands.Bot):
         self.scheduler: Scheduler | None = scheduler
         self._start_jobs = start_jobs
         self.settings = SettingsStore(config.data_path / "settings.sqlite3")
+        self.styles = StyleLibrary(
+            config.data_path / "settings.sqlite3",
+            config.data_path / "styles",
+            limits=ImageLimits.from_config(config),
+            max_side=config.styles.max_side,
+        )
         self.admission = Admission(self.settings, None, clock)
         self.runner: JobRunner | None = None
         self.http_session: aiohttp.ClientSession | None = None
@@ -162,9 +171,10 @@ class NSTBot(commands.Bot):
         return self._intake
 
     async def setup_hook(self) -> None:
-        """Gateway URL, settings, scheduler, buttons and cogs, then recovered jobs."""
+        """Gateway, settings, style library, scheduler, buttons and cogs, then recovered jobs."""
         await self._aim_gateway()
         self.settings.open()
+        self.styles.open()
         self.http_session = aiohttp.ClientSession()
         self._intake = Intake(self.config, self.http_session)
         if self._start_jobs:
@@ -270,6 +280,7 @@ class NSTBot(commands.Bot):
             await self.web.stop()
         if self.http_session is not None:
             await self.http_session.close()
+        self.styles.close()
         self.settings.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -71,10 +72,11 @@ class Intake:
         except images.ImageRejected as exc:
             raise Refusal(f"The {role} image was refused: {exc}") from None
 
-    async def load(self, att: Attachment, role: str, working_size: int) -> bytes:
-        """Download and decode one attachment; returns the bytes the scheduler stores."""
+    async def download(self, att: Attachment, role: str) -> bytes:
+        """Check the metadata, then download with the byte cap and timeout; no decoding."""
+        self.check(att, role)
         try:
-            data = await fetch(
+            return await fetch(
                 self.session,
                 att.url,
                 max_bytes=self.limits.max_bytes,
@@ -83,6 +85,10 @@ class Intake:
             )
         except DownloadError as exc:
             raise Refusal(f"The {role} image could not be fetched: {exc}") from None
+
+    async def load(self, att: Attachment, role: str, working_size: int) -> bytes:
+        """Download and decode one attachment; returns the bytes the scheduler stores."""
+        data = await self.download(att, role)
         try:
             # Decoding is CPU work: off the event loop, so the gateway keeps its heartbeat.
             await asyncio.to_thread(
@@ -93,15 +99,26 @@ class Intake:
         return data
 
     async def load_all(
-        self, content: Attachment, styles: list[Attachment], size: int
+        self, content: Attachment, styles: Sequence[Attachment | bytes], size: int
     ) -> list[bytes]:
-        """Check every attachment first, then fetch them all; content first."""
+        """Check every attachment first, then fetch them all; content first.
+
+        A style given as bytes (a preset from the style library) is taken as it is.
+        """
         roles = ["content"] + (["style"] if len(styles) == 1 else ["first style", "second style"])
-        atts = [content, *styles]
-        for att, role in zip(atts, roles, strict=True):
-            self.check(att, role)
+        items = [content, *styles]
+        for item, role in zip(items, roles, strict=True):
+            if isinstance(item, Attachment):
+                self.check(item, role)
         return list(
             await asyncio.gather(
-                *(self.load(att, role, size) for att, role in zip(atts, roles, strict=True))
+                *(
+                    self.load(item, role, size) if isinstance(item, Attachment) else _given(item)
+                    for item, role in zip(items, roles, strict=True)
+                )
             )
         )
+
+
+async def _given(data: bytes) -> bytes:
+    return data

@@ -12,9 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from nstbot.bot.presets import QUALITIES
+from nstbot.config import StylesConfig
 from nstbot.params import REQUEST_SIZE_MIN, SIZE_MAX
+from nstbot.styles import StyleCaps
 
 log = logging.getLogger(__name__)
+
+# Bounds of the per-server style caps; the config's `[styles]` values cap them further.
+MAX_STYLES_LIMIT = 1000
+MAX_STYLES_MB_LIMIT = 10_000
+MB = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,10 @@ class GuildSettings:
     """Jobs one member may have waiting or running here; 0: the executor's own limit."""
     cooldown_s: float = 0.0
     """Least time between two requests of one member."""
+    max_styles: int = 0
+    """Styles this server may keep in its library; 0: the config's `[styles]` cap."""
+    max_styles_mb: int = 0
+    """Megabytes those styles may take; 0: the config's `[styles]` cap."""
 
     def validate(self) -> None:
         """Raise ValueError with a message fit for a server admin."""
@@ -44,6 +55,16 @@ class GuildSettings:
             raise ValueError("queue limit must be between 0 and 100")
         if not 0 <= self.cooldown_s <= 86_400:
             raise ValueError("cooldown must be between 0 and 86400 seconds")
+        if not 0 <= self.max_styles <= MAX_STYLES_LIMIT:
+            raise ValueError(f"max styles must be between 0 and {MAX_STYLES_LIMIT}")
+        if not 0 <= self.max_styles_mb <= MAX_STYLES_MB_LIMIT:
+            raise ValueError(f"max styles MB must be between 0 and {MAX_STYLES_MB_LIMIT}")
+
+    def style_caps(self, config: StylesConfig) -> StyleCaps:
+        """The server's style caps: the config's, lowered (never raised) by this server's."""
+        return StyleCaps.for_server(
+            config, max_styles=self.max_styles, max_styles_mb=self.max_styles_mb
+        )
 
     def allows_channel(self, channel_id: int, parent_id: int | None = None) -> bool:
         """Whether requests are accepted in this channel (a thread counts as its parent)."""

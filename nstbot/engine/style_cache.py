@@ -41,6 +41,11 @@ class StyleTargetCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: Hashable) -> bool:
+        # A look that leaves the hit and miss counts and the LRU order alone.
+        with self._lock:
+            return key in self._entries
+
     def get(self, key: Hashable) -> dict[str, torch.Tensor] | None:
         """The cached targets for `key`, or None."""
         with self._lock:

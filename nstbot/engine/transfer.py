@@ -422,18 +422,9 @@ class StyleTransfer:
         size: tuple[int, int],
         net_content: torch.Tensor,
     ) -> list[torch.Tensor]:
-        long_side = style_side(max(size), params.style_scale)
         per_style: list[dict[str, torch.Tensor]] = []
         for style in styles:
-            style_size = fit_size(style.width, style.height, long_side)
-            key: tuple[Any, ...] = (
-                fingerprint(style),
-                style_size,
-                params.style_layers,
-                self.precision,
-            )
-            if params.preserve_colors:
-                key += ("luma", fingerprint(net_content))
+            key, style_size = self._target_key(style, size, params, net_content)
             grams = self.cache.get(key)
             if grams is None:
                 grams = self._extract_grams(extractor, style, style_size, params, net_content)
@@ -441,13 +432,50 @@ class StyleTransfer:
             per_style.append(grams)
         return [blend_grams([g[name] for g in per_style], blend) for name in params.style_layers]
 
+    def warm_style_targets(self, style: Image.Image, params: TransferParams) -> tuple[int, bool]:
+        """Cache `style`'s targets for every scale of a job with `params` on a photo of ordinary
+        shape, evicting nothing; (targets added, whether all had room)."""
+        style = style.convert("RGB")
+        extractor = self.extractor((*params.content_layers, *params.style_layers))
+        # Only the long side of each scale matters to the targets; a square photo has them all.
+        added = 0
+        for size in scale_sizes(params.size, params.size, params):
+            key, style_size = self._target_key(style, size, params, None)
+            if key in self.cache:
+                continue
+            grams = self._extract_grams(extractor, style, style_size, params, None)
+            nbytes = sum(t.numel() * t.element_size() for t in grams.values())
+            if self.cache.bytes_used + nbytes > self.cache.max_bytes:
+                return added, False
+            self.cache.put(key, grams)
+            added += 1
+        return added, True
+
+    def _target_key(
+        self,
+        style: Image.Image,
+        size: tuple[int, int],
+        params: TransferParams,
+        net_content: torch.Tensor | None,
+    ) -> tuple[tuple[Any, ...], tuple[int, int]]:
+        """The cache key of `style`'s targets at one scale of working size `size`, and the size
+        the style image is resized to there."""
+        long_side = style_side(max(size), params.style_scale)
+        style_size = fit_size(style.width, style.height, long_side)
+        key: tuple[Any, ...] = (fingerprint(style), style_size, params.style_layers, self.precision)
+        if params.preserve_colors:
+            if net_content is None:
+                raise ValueError("targets with preserve_colors depend on the content image")
+            key += ("luma", fingerprint(net_content))
+        return key, style_size
+
     def _extract_grams(
         self,
         extractor: FeatureExtractor,
         style: Image.Image,
         size: tuple[int, int],
         params: TransferParams,
-        net_content: torch.Tensor,
+        net_content: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
         self.style_extractions += 1
         style_t = self._to_tensor(style, size)

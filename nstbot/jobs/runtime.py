@@ -15,7 +15,7 @@ import math
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +33,8 @@ from nstbot.jobs.model import (
     RunRequest,
     Started,
 )
-from nstbot.params import style_side
+from nstbot.jobs.warmup import warm_params
+from nstbot.params import TransferParams, style_side
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class WorkerSettings:
     run: RunSettings
     heartbeat_interval_s: float
     log_level: str = "INFO"
+    warm_params: Mapping[str, tuple[TransferParams, ...]] = field(default_factory=dict)
+    """Per kind of hardware, the parameters whose built-in style targets are cached at start."""
 
     @classmethod
     def from_config(
@@ -154,6 +157,7 @@ class WorkerSettings:
             # Several beats per timeout, so one late beat under load is not fatal.
             heartbeat_interval_s=max(0.05, min(1.0, config.executor.heartbeat_timeout_s / 5)),
             log_level=config.logging.level,
+            warm_params=warm_params(config),
         )
 
     def replace(self, **changes: Any) -> WorkerSettings:
@@ -284,6 +288,7 @@ def _run(
     if stop.is_set():
         raise StylizeCancelled("cancelled before the first step")
     on_step = StepReporter(reporter, stop, settings)
+    passes_before = getattr(engine, "style_extractions", 0)
     oom_retries = 0
     while True:
         # A fresh recorder per try: frames of a run at another size do not belong together.
@@ -317,6 +322,8 @@ def _run(
         has_alpha=content.alpha is not None,
         notes=list(content.notes or []),
         worker_seconds=round(time.time() - begin, 3),
+        # Feature passes over style images: 0 when the cache (warmed at start) had every target.
+        style_passes=getattr(engine, "style_extractions", 0) - passes_before,
         worker_done_at=done_at,
     )
     timelapse = _pack_frames(job.id, recorder, stats)

@@ -38,3 +38,19 @@ def test_describe_says_when_a_timelapse_comes_along() -> None:
     assert "timelapse" not in describe(params, "fast", 1, [])
     asked = params.replace(extra={"quality": "fast", "timelapse": True})
     assert describe(asked, "fast", 1, []).endswith(" · timelapse")
+
+
+def test_preset_words() -> None:
+    opts = parse_options("preset=Starry-Night fast preset2=woman-with-a-hat")
+    assert opts.presets == ("starry-night", "woman-with-a-hat") and opts.quality == "fast"
+    assert parse_options("").presets == (None, None)
+    with pytest.raises(Refusal, match="understand"):
+        parse_options("preset=")
+
+
+def test_describe_names_the_preset_style() -> None:
+    params = TransferParams(
+        size=256, steps=60, scales=1, seed=1, extra={"styles": ["The Starry Night (V, 1889)"]}
+    )
+    text = describe(params, "fast", 1, [])
+    assert text.startswith("in the style of The Starry Night (V, 1889) · fast · 256 px")

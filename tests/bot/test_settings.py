@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from nstbot.bot.settings import GuildSettings, SettingsStore
+from nstbot.config import StylesConfig
+from nstbot.styles import StyleCaps
 
 
 async def test_update_persists_across_reopen(tmp_path: Path) -> None:
@@ -33,6 +35,8 @@ async def test_update_persists_across_reopen(tmp_path: Path) -> None:
         ({"max_size": 10}, "max size"),
         ({"per_user_queue": 101}, "queue limit"),
         ({"cooldown_s": -1.0}, "cooldown"),
+        ({"max_styles": -1}, "max styles"),
+        ({"max_styles_mb": 10_001}, "max styles MB"),
     ],
 )
 async def test_invalid_values_are_refused_and_not_stored(
@@ -59,3 +63,14 @@ def test_json_ignores_unknown_keys() -> None:
     assert GuildSettings.from_json(text) == GuildSettings(max_size=256, allowed_channels=(3,))
     s = GuildSettings(allowed_channels=(1, 2), cooldown_s=5.0)
     assert GuildSettings.from_json(s.to_json()) == s
+
+
+def test_style_caps_lower_the_configs_never_raise_it() -> None:
+    config = StylesConfig(max_per_server=25, max_server_mb=25)
+    assert GuildSettings().style_caps(config) == StyleCaps(25, 25_000_000)
+    assert GuildSettings(max_styles=5, max_styles_mb=2).style_caps(config) == StyleCaps(
+        5, 2_000_000
+    )
+    assert GuildSettings(max_styles=99, max_styles_mb=99).style_caps(config) == StyleCaps(
+        25, 25_000_000
+    )

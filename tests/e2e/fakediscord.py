@@ -362,25 +362,29 @@ class FakeDiscord:
         channel_id: int | None = None,
         message: dict[str, Any] | None = None,
         upload_limit: int = 10 * 1024 * 1024,
+        guild_id: int | None = None,
     ) -> dict[str, Any]:
-        """An INTERACTION_CREATE payload in the test server."""
+        """An INTERACTION_CREATE payload in the test server (or, with `guild_id`, in another
+        server the bot has no cache of, as Discord sends for a server it was just added to)."""
         iid = self.snowflake()
         cid = channel_id or self.channel_id
+        gid = guild_id or self.guild_id
+        channel = self.channel(cid) | {"guild_id": str(gid)}
         out: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(self.bot_id),
             "type": itype,
             "token": f"itok-{iid}",
             "version": 1,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(gid),
             "channel_id": str(cid),
-            "channel": self.channel(cid),
+            "channel": channel,
             "member": self.member(user_id, permissions=permissions),
             "app_permissions": ALL_PERMISSIONS,
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(gid)},
             "context": 0,
             "attachment_size_limit": upload_limit,
             "data": data,

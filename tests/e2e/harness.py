@@ -114,19 +114,23 @@ async def start_bot(fake: FakeDiscord, config: Config, clock: Clock | None = Non
 def stylize_data(
     fake: FakeDiscord,
     content: dict[str, Any],
-    style: dict[str, Any],
+    style: dict[str, Any] | None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Interaction data of `/stylize` with two attachments and optional options."""
-    opts: list[dict[str, Any]] = [
-        {"name": "content", "type": 11, "value": content["id"]},
-        {"name": "style", "type": 11, "value": style["id"]},
-    ]
+    """Interaction data of `/stylize` with its attachments (`style` None: none for slot 1, as
+    with a preset) and optional options (`style2` an attachment payload)."""
+    style2 = options.pop("style2", None)
+    opts: list[dict[str, Any]] = [{"name": "content", "type": 11, "value": content["id"]}]
+    for name, att in (("style", style), ("style2", style2)):
+        if att is not None:
+            opts.append({"name": name, "type": 11, "value": att["id"]})
+    atts = [a for a in (content, style, style2) if a is not None]
     types = {"strength": 3, "quality": 3, "size": 4, "seed": 4, "preserve_colors": 5}
     types["timelapse"] = 5
+    types |= {"preset": 3, "preset2": 3}
     for name, value in options.items():
         opts.append({"name": name, "type": types[name], "value": value})
-    return fake.slash("stylize", opts, [content, style])
+    return fake.slash("stylize", opts, atts)
 
 
 def decoded_size(data: bytes) -> tuple[int, int]:
@@ -197,18 +201,25 @@ async def send_slash(
     style: dict[str, Any] | None = None,
     upload_limit: int = 10 * 1024 * 1024,
     before: Callable[[dict[str, Any]], None] | None = None,
+    no_style: bool = False,
+    guild_id: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Dispatch /stylize with two fresh small pictures (or the given attachments); `before`
-    sees the payload first (to install error rules for its token)."""
+    """Dispatch /stylize with two fresh small pictures (or the given attachments; no artwork
+    upload with a `preset` or `no_style`); `before` sees the payload first (to install error
+    rules for its token); `guild_id` sends it from another server."""
     content = content or fake.attachment(
         picture(64, 48), "photo.png", "image/png", width=64, height=48
     )
-    style = style or fake.attachment(
-        picture(40, 40, seed=5), "art.png", "image/png", width=40, height=40
-    )
+    if style is None and not no_style and "preset" not in options:
+        style = fake.attachment(
+            picture(40, 40, seed=5), "art.png", "image/png", width=40, height=40
+        )
     payload = fake.interaction(
-        stylize_data(fake, content, style, **options), user_id=user, upload_limit=upload_limit
+        stylize_data(fake, content, style, **options),
+        user_id=user,
+        upload_limit=upload_limit,
+        guild_id=guild_id,
     )
     if before is not None:
         before(payload)
@@ -290,6 +301,8 @@ def settings_data(fake: FakeDiscord, **options: object) -> dict[str, Any]:
     types = {
         "cooldown": 4,
         "max_size": 4,
+        "max_styles": 4,
+        "max_styles_mb": 4,
         "queue_limit": 4,
         "all_channels": 5,
         "max_quality": 3,
@@ -312,3 +325,17 @@ async def nst_settings(fake: FakeDiscord, perms: str = MANAGER, **options: objec
     (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
     assert answer.json["data"]["flags"] & 64
     return str(answer.json["data"]["content"])
+
+
+async def autocomplete(
+    fake: FakeDiscord, data: dict[str, Any], *, guild_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Send an autocomplete interaction (type 4) and return the choices of its answer (type 8).
+
+    `data` is a command's interaction data with one option marked `"focused": True`.
+    """
+    payload = fake.interaction(data, user_id=fake.snowflake(), itype=4, guild_id=guild_id)
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    (answer,) = await fake.wait_for("POST", rf"/interactions/{payload['id']}/")
+    assert answer.json["type"] == 8, answer.json
+    return list(answer.json["data"]["choices"])

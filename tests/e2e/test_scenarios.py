@@ -478,6 +478,10 @@ async def test_sync_and_token_check_use_the_configured_api(
     options = {o["name"]: o for o in stylize["options"]}
     assert [c["value"] for c in options["quality"]["choices"]] == ["fast", "balanced", "best"]
     assert all(o["description"] for o in stylize["options"])
+    assert [o["name"] for o in stylize["options"] if o.get("autocomplete")] == ["preset", "preset2"]
+    nst = {o["name"]: o for o in next(c for c in put.json if c["name"] == "nst")["options"]}
+    assert [o["name"] for o in nst["style"]["options"]] == ["add", "remove"]
+    assert nst["style"]["type"] == 2 and nst["styles"]["type"] == 1
     assert fake.find("GET", r"^/gateway") == []  # syncing never opens the gateway
 
     text = await asyncio.to_thread(check_token, config)

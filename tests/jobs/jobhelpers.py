@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from nstbot.config import Config, EngineConfig, ExecutorConfig
+from nstbot.config import Config, EngineConfig, ExecutorConfig, StylesConfig
 from nstbot.jobs.backend import Backend, BackendListener, WorkerLost, WorkerStatus
 from nstbot.jobs.model import Event, Job, RunRequest, is_terminal
 from nstbot.params import TransferParams
@@ -44,6 +44,8 @@ def make_config(data_dir: Path, **executor: Any) -> Config:
         data_dir=str(data_dir),
         engine=EngineConfig(device="cpu", weights="random", allow_download=False),
         executor=ExecutorConfig(**ex),
+        # Warming the built-in styles at the presets' full sizes costs CPU time these tests need.
+        styles=StylesConfig(warm_up=False),
     )
 
 

@@ -12,7 +12,8 @@ from discord.ext import commands
 
 from nstbot.bot.presets import QUALITIES
 from nstbot.bot.progress import format_duration
-from nstbot.bot.settings import GuildSettings
+from nstbot.bot.settings import MAX_STYLES_LIMIT, MAX_STYLES_MB_LIMIT, MB, GuildSettings
+from nstbot.config import StylesConfig
 from nstbot.params import SIZE_MAX
 
 if TYPE_CHECKING:
@@ -21,9 +22,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def describe_settings(s: GuildSettings) -> str:
-    """The settings as a short message."""
+def describe_settings(s: GuildSettings, styles: StylesConfig) -> str:
+    """The settings as a short message (style caps as they apply, with the bot's own cap)."""
     channels = ", ".join(f"<#{c}>" for c in s.allowed_channels) or "every channel"
+    caps = s.style_caps(styles)
+    count_from = "this server's" if s.max_styles else "the bot's"
+    mb_from = "this server's" if s.max_styles_mb else "the bot's"
     return "\n".join(
         [
             f"Channels: {channels}",
@@ -31,8 +35,18 @@ def describe_settings(s: GuildSettings) -> str:
             f"Max quality: {s.max_quality}",
             f"Per-member queue limit: {s.per_user_queue or 'the bot default'}",
             f"Cooldown: {format_duration(s.cooldown_s) if s.cooldown_s else 'none'}",
+            f"Server styles: up to {caps.max_count} ({count_from} cap), "
+            f"{caps.max_bytes // MB} MB ({mb_from} cap)",
         ]
     )
+
+
+def check_style_caps(max_styles: int | None, max_styles_mb: int | None, cfg: StylesConfig) -> None:
+    """ValueError (fit for an admin) when a server cap would exceed the bot's own."""
+    if max_styles and max_styles > cfg.max_per_server:
+        raise ValueError(f"max styles can be at most {cfg.max_per_server} (the bot's cap)")
+    if max_styles_mb and max_styles_mb > cfg.max_server_mb:
+        raise ValueError(f"max styles MB can be at most {cfg.max_server_mb} (the bot's cap)")
 
 
 def describe_stats(stats: Any) -> str:
@@ -72,6 +86,8 @@ class Admin(commands.Cog):
         max_quality="Highest quality members may ask for",
         queue_limit="Jobs one member may have in progress here (0: the bot default)",
         cooldown="Seconds between two requests of one member (0: none)",
+        max_styles="Styles this server may keep (0: the bot's cap; can only lower it)",
+        max_styles_mb="Megabytes this server's styles may take (0: the bot's cap; only lower)",
     )
     @app_commands.choices(max_quality=[Choice(name=q, value=q) for q in QUALITIES])
     async def settings(
@@ -84,6 +100,8 @@ class Admin(commands.Cog):
         max_quality: str | None = None,
         queue_limit: app_commands.Range[int, 0, 100] | None = None,
         cooldown: app_commands.Range[int, 0, 86400] | None = None,
+        max_styles: app_commands.Range[int, 0, MAX_STYLES_LIMIT] | None = None,
+        max_styles_mb: app_commands.Range[int, 0, MAX_STYLES_MB_LIMIT] | None = None,
     ) -> None:
         """Manage Server only; without options it shows the current settings."""
         assert interaction.guild_id is not None  # guild_only
@@ -105,16 +123,23 @@ class Admin(commands.Cog):
             changes["per_user_queue"] = queue_limit
         if cooldown is not None:
             changes["cooldown_s"] = float(cooldown)
+        if max_styles is not None:
+            changes["max_styles"] = max_styles
+        if max_styles_mb is not None:
+            changes["max_styles_mb"] = max_styles_mb
+        styles_cfg = self.bot.config.styles
         try:
+            check_style_caps(max_styles, max_styles_mb, styles_cfg)
             new = await store.update(interaction.guild_id, **changes)
         except ValueError as exc:
+            log.info("guild %s: settings not saved: %s", interaction.guild_id, exc)
             await interaction.response.send_message(f"Not saved: {exc}.", ephemeral=True)
             return
         if new != current:
             log.info(
                 "guild %s: settings changed by user %s", interaction.guild_id, interaction.user.id
             )
-        await interaction.response.send_message(describe_settings(new), ephemeral=True)
+        await interaction.response.send_message(describe_settings(new, styles_cfg), ephemeral=True)
 
     @nst.command(name="queue", description="Show the jobs waiting and running")
     async def queue(self, interaction: discord.Interaction[Any]) -> None:

@@ -24,8 +24,19 @@ from nstbot.bot.admission import (
     message_channel_allowed,
     take_ticket,
 )
+from nstbot.bot.artworks import (
+    Choose,
+    in_the_style_of,
+    look_up,
+    prefix_slots,
+    preset_choices,
+    slash_slots,
+    style_credits,
+    style_inputs,
+)
 from nstbot.bot.delivery import DeliveryInfo
 from nstbot.bot.intake import Attachment, Refusal, image_attachments
+from nstbot.bot.message_images import message_images, preset_message_images, split_images
 from nstbot.bot.origin import InteractionGone, InteractionOrigin, MessageOrigin, Origin
 from nstbot.bot.presets import QUALITIES, Limits, build_params, help_table
 from nstbot.jobs.errors import SubmitRefused
@@ -50,10 +61,12 @@ Prepare = Callable[[str], Awaitable[Prepared]]
 
 PREFIX_USAGE = (
     f"Usage: `{{p}}stylize [{'|'.join(QUALITIES)}] [{'|'.join(STRENGTHS)}] [size=N] [seed=N] "
-    "[colors] [timelapse]` "
+    "[colors] [timelapse] [preset=NAME] [preset2=NAME]` "
     "with two images attached (photo first, artwork second), or one artwork attached in a "
-    "reply to a message with the photo."
+    "reply to a message with the photo. With `preset=NAME` (see `/nst styles`) attach only "
+    "the photo, or reply to it."
 )
+PRESET_WORDS = ("preset", "preset2")
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,13 @@ class Options:
     seed: int | None = None
     timelapse: bool = False
     """Send the animation of the painting with the result."""
+    preset: str | None = None
+    preset2: str | None = None
+
+    @property
+    def presets(self) -> tuple[str | None, str | None]:
+        """The `preset=` and `preset2=` names (prefix form)."""
+        return (self.preset, self.preset2)
 
 
 def parse_options(text: str) -> Options:
@@ -84,6 +104,8 @@ def parse_options(text: str) -> Options:
             values["timelapse"] = True
         elif key in ("size", "seed") and value.isdigit():
             values[key] = int(value)
+        elif key in PRESET_WORDS and value:
+            values[key] = value
         elif word.endswith("px") and word[:-2].isdigit():
             values["size"] = int(word[:-2])
         else:
@@ -117,8 +139,10 @@ class Stylize(commands.Cog):
     @app_commands.command(name="stylize", description="Repaint a photo in the style of an artwork")
     @app_commands.describe(
         content="The photo to repaint",
-        style="The artwork whose style to borrow",
+        style="The artwork whose style to borrow (or pick a preset)",
+        preset="A style from the library instead of an upload (/nst styles shows them)",
         style2="A second artwork to blend in (optional)",
+        preset2="A second style from the library to blend in (optional)",
         strength="How strongly the style takes over (default medium)",
         size="Longest side of the result in pixels (capped by quality and server settings)",
         preserve_colors="Keep the photo's colours and take only the brush work",
@@ -130,6 +154,7 @@ class Stylize(commands.Cog):
         strength=[Choice(name=s, value=s) for s in STRENGTHS],
         quality=[Choice(name=q, value=q) for q in QUALITIES],
     )
+    @app_commands.autocomplete(preset=preset_choices, preset2=preset_choices)
     # Checks run bottom-up: the channel first, then admission takes the cooldown and a slot.
     @app_commands.check(admitted)
     @app_commands.check(channel_allowed)
@@ -137,8 +162,10 @@ class Stylize(commands.Cog):
         self,
         interaction: discord.Interaction[Any],
         content: discord.Attachment,
-        style: discord.Attachment,
+        style: discord.Attachment | None = None,
+        preset: str | None = None,
         style2: discord.Attachment | None = None,
+        preset2: str | None = None,
         strength: str = TransferParams.strength,
         size: app_commands.Range[int, REQUEST_SIZE_MIN, SIZE_MAX] | None = None,
         preserve_colors: bool = False,
@@ -146,14 +173,16 @@ class Stylize(commands.Cog):
         seed: app_commands.Range[int, 0, 2**53] | None = None,
         timelapse: bool = False,
     ) -> None:
-        """/stylize content style [style2] [strength] [size] [preserve_colors] [quality] [seed]
-        [timelapse]."""
+        """/stylize content style|preset [style2|preset2] [strength] [size] [preserve_colors]
+        [quality] [seed] [timelapse]."""
         origin = InteractionOrigin(interaction, self.bot.clock)
-        styles = [style] if style2 is None else [style, style2]
-        opts = Options(quality, strength, size, preserve_colors, seed, timelapse)
-        await self.handle(
-            origin, take_ticket(interaction), self._from_attachments(origin, content, styles, opts)
-        )
+        opts = Options(quality, strength, size, preserve_colors, seed, timelapse=timelapse)
+
+        async def prepare(job_id: str) -> Prepared:
+            slots = slash_slots(style, preset, style2, preset2)
+            return await self._prepare(origin, content, slots, opts, job_id)
+
+        await self.handle(origin, take_ticket(interaction), prepare)
 
     async def stylize_message(
         self, interaction: discord.Interaction[Any], message: discord.Message
@@ -163,7 +192,7 @@ class Stylize(commands.Cog):
 
         async def prepare(job_id: str) -> Prepared:
             content, styles = split_images(image_attachments(message.attachments))
-            return await self._prepare(origin, content, styles, Options(), job_id)
+            return await self._prepare(origin, content, list(styles), Options(), job_id)
 
         await self.handle(origin, take_ticket(interaction), prepare)
 
@@ -183,12 +212,17 @@ class Stylize(commands.Cog):
         lines = [
             "**/stylize** repaints your photo in the style of an artwork.",
             "`content`: the photo · `style`: the artwork · `style2`: a second artwork to blend",
+            "`preset` / `preset2`: a style from the library instead of an upload; type to "
+            "search, `/nst styles` shows them all",
             "`strength`: low / medium / high · `preserve_colors`: keep the photo's colours",
             "`size`: longest side in pixels · `seed`: repeat a result exactly",
             *([timelapse_help(config.timelapse_hours)] if config.timelapse.enabled else []),
             f"`quality` (this bot runs on {hardware}):",
             help_table(self.bot.hardware(), limits),
             "Example: `/stylize content:cat.jpg style:starry-night.jpg strength:high`",
+            "With a preset: `/stylize content:cat.jpg preset:starry-night`",
+            "Server admins add styles with `/nst style add name image` "
+            "(and remove them with `/nst style remove name`).",
             "You can also right-click a message with two images → Apps → **Stylize**.",
         ]
         if config.bot.message_commands:
@@ -208,13 +242,18 @@ class Stylize(commands.Cog):
         origin = MessageOrigin(ctx.message)
         try:
             opts = parse_options(options)
-            content, styles = await self._message_images(ctx.message)
+            if any(opts.presets):
+                content, uploads = await preset_message_images(ctx.message)
+                slots = prefix_slots(uploads, opts.presets)
+            else:
+                content, styles = await message_images(ctx.message)
+                slots = list(styles)
         except Refusal as exc:
             ticket.release()
             usage = PREFIX_USAGE.format(p=self.bot.config.bot.prefix)
             await origin.refuse(f"{exc}\n{usage}")
             return
-        await self.handle(origin, ticket, self._from_attachments(origin, content, styles, opts))
+        await self.handle(origin, ticket, self._from_attachments(origin, content, slots, opts))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -230,26 +269,6 @@ class Stylize(commands.Cog):
             ctx.command = self.stylize_prefix
             ctx.invoked_with = self.stylize_prefix.name
             await self.bot.invoke(ctx)
-
-    async def _message_images(
-        self, message: discord.Message
-    ) -> tuple[discord.Attachment, list[discord.Attachment]]:
-        pictures = image_attachments(message.attachments)
-        if len(pictures) >= 2:
-            return split_images(pictures)
-        ref = message.reference
-        if len(pictures) == 1 and ref is not None and ref.message_id is not None:
-            replied = ref.resolved if isinstance(ref.resolved, discord.Message) else None
-            if replied is None:
-                try:
-                    replied = await message.channel.fetch_message(ref.message_id)
-                except discord.HTTPException:
-                    raise Refusal("I can't read the message you replied to.") from None
-            theirs = image_attachments(replied.attachments)
-            if theirs:
-                return theirs[0], [pictures[0]]
-            raise Refusal("The message you replied to has no image.")
-        raise Refusal("I need two images.")
 
     # --- "Run again" ----------------------------------------------------------------------
 
@@ -336,7 +355,7 @@ class Stylize(commands.Cog):
         self,
         origin: Origin,
         content: discord.Attachment,
-        styles: list[discord.Attachment],
+        styles: list[Choose],
         opts: Options,
     ) -> Prepare:
         return functools.partial(self._prepare, origin, content, styles, opts)
@@ -345,11 +364,12 @@ class Stylize(commands.Cog):
         self,
         origin: Origin,
         content: discord.Attachment,
-        styles: list[discord.Attachment],
+        styles: list[Choose],
         opts: Options,
         job_id: str,
     ) -> Prepared:
         bot = self.bot
+        artworks = await look_up(bot.styles, origin.guild_id, styles)
         quality = opts.quality or bot.config.bot.default_quality
         seed = opts.seed if opts.seed is not None else random.randrange(2**31)
         try:
@@ -368,8 +388,12 @@ class Stylize(commands.Cog):
         if opts.timelapse:
             # A label in the job's params: the journal and "Run again" keep it with them.
             params = params.replace(extra={**params.extra, "timelapse": True})
-        atts = [Attachment.from_discord(a) for a in (content, *styles)]
-        blobs = await bot.intake.load_all(atts[0], atts[1:], params.size)
+        credits = style_credits(artworks)
+        if credits:
+            # Carried with the job, so the summary and "Run again" name the style.
+            params = params.replace(extra={**params.extra, "styles": credits})
+        inputs = await style_inputs(artworks)
+        blobs = await bot.intake.load_all(Attachment.from_discord(content), inputs, params.size)
         job, info = await self._open_job(origin, job_id, params, quality, len(styles), notes)
         return job, blobs, info
 
@@ -404,20 +428,6 @@ class Stylize(commands.Cog):
         return job, info
 
 
-def split_images(
-    pictures: list[discord.Attachment],
-) -> tuple[discord.Attachment, list[discord.Attachment]]:
-    """The photo and one or two artworks of one message's images (as /stylize's style2)."""
-    if len(pictures) < 2:
-        raise Refusal("I need two images: the photo first, then the artwork.")
-    if len(pictures) > 3:
-        raise Refusal(
-            f"I take at most three images (the photo, then one or two artworks); "
-            f"this has {len(pictures)}."
-        )
-    return pictures[0], pictures[1:]
-
-
 def timelapse_help(hours: float) -> str:
     """The /stylize-help line about timelapses."""
     return (
@@ -435,6 +445,9 @@ def describe(params: TransferParams, quality: str, n_styles: int, notes: list[st
         f"strength {params.strength}",
         f"seed {params.seed}",
     ]
+    style_line = in_the_style_of(params.extra.get("styles"))
+    if style_line:
+        parts.insert(0, style_line)
     if params.preserve_colors:
         parts.append("colours kept")
     if n_styles > 1:

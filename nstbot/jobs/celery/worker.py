@@ -68,6 +68,7 @@ from nstbot.jobs.runtime import (
     parse_request,
     run_job,
 )
+from nstbot.jobs.warmup import StyleWarmUp
 from nstbot.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ def _init_pool_process(**_: Any) -> None:
         # Without an engine this worker must not take jobs: ask the main process to stop.
         os.kill(os.getppid(), signal.SIGTERM)
         return
+    # Before READY: jobs go to ready workers only, and each then finds the cache warm.
+    StyleWarmUp(proc.engine, proc.settings).run()
     proc.set_status(state=WorkerState.READY, resolved_device=proc.engine.device)
     log.info("worker %s ready on %s", proc.name, proc.engine.device)
 

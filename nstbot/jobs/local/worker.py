@@ -30,6 +30,7 @@ from nstbot.jobs.runtime import (
     parse_request,
     run_job,
 )
+from nstbot.jobs.warmup import StyleWarmUp
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,11 @@ def worker_main(conn: Connection, cancel_token: Any, settings: WorkerSettings) -
         sender.send(("startup_error", {"kind": type(exc).__name__, "message": describe_error(exc)}))
         return
     sender.send(("ready", {"device": engine.device, "pid": os.getpid()}))
+    warm_up = StyleWarmUp(engine, settings)
     while True:
+        # One style at a time while nothing waits: a job that arrives goes first.
+        while warm_up.pending and not conn.poll():
+            warm_up.step()
         try:
             message = conn.recv()
         except (EOFError, OSError):

@@ -52,6 +52,8 @@ def worker_env(url: str, queue: str, **extra: str) -> dict[str, str]:
         NSTBOT_ENGINE_WEIGHTS="random",
         NSTBOT_ENGINE_DEVICE="cpu",
         NSTBOT_ENGINE_ALLOW_DOWNLOAD="false",
+        # The warm-up at the presets' full sizes would hold every worker's READY back for long.
+        NSTBOT_STYLES_WARM_UP="false",
     )
     env.update({f"NSTBOT_CELERY_{k.upper()}": str(v) for k, v in CELERY.items()})
     env.update(extra)
