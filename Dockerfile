@@ -33,7 +33,8 @@ ARG NSTBOT_SKIP_WEIGHTS=0
 WORKDIR /src
 # Only the modules `nstbot weights download` imports: a code change elsewhere keeps this layer,
 # and the 548 MB download, cached. (tests/test_container.py checks this list is enough.)
-COPY nstbot/__init__.py nstbot/cli.py nstbot/config.py nstbot/logs.py nstbot/params.py ./nstbot/
+COPY nstbot/__init__.py nstbot/cli.py nstbot/cli_styles.py nstbot/config.py nstbot/logs.py \
+     nstbot/params.py ./nstbot/
 COPY nstbot/engine ./nstbot/engine
 ENV TORCH_HOME=/weights PYTHONPATH=/src
 # --features-only keeps the 80 MB of convolutional weights the engine uses and drops the rest.

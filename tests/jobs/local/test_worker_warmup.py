@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from jobhelpers import make_config
+from jobhelpers import make_config, tiny_params
 
 from nstbot.config import BotConfig, StylesConfig
 from nstbot.jobs.model import Finished, Job
+from nstbot.jobs.runtime import WorkerSettings
 from nstbot.jobs.scheduler import Scheduler
 from nstbot.quality import Limits, build_params
 from nstbot.styles import builtin_style
@@ -52,3 +53,24 @@ async def test_a_preset_job_after_the_workers_warm_up_skips_the_style_pass(
         assert passes == {"preset": 0, "upload": 1}
     finally:
         await scheduler.stop()
+
+
+async def test_a_job_that_arrives_during_the_warm_up_goes_first(
+    tmp_path: Path, data_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The CPU presets' full sizes: a warm-up of many steps, far longer than one tiny job.
+    config = dataclasses.replace(make_config(tmp_path), styles=StylesConfig(warm_up=True))
+    assert len(WorkerSettings.from_config(config).warm_params["cpu"]) == 3
+    scheduler = Scheduler(config)
+    await scheduler.start()
+    try:
+        job = Job.new(user_id=1, channel_id=3, params=tiny_params(steps=1))
+        photo = (data_dir / "content-coffee.jpg").read_bytes()
+        style = (data_dir / "style-brick.jpg").read_bytes()
+        result = await (await scheduler.submit(job, content=photo, styles=[style])).wait()
+        assert isinstance(result, Finished), result
+    finally:
+        await scheduler.stop()  # the stop, too, is served between two warm-up steps
+    log = capfd.readouterr().err
+    assert "stylized" in log
+    assert "style cache warmed" not in log.split("stylized")[0]
