@@ -54,3 +54,25 @@ async def test_restart_recovers_journaled_jobs(fake: FakeDiscord, tmp_path) -> N
     finally:
         await second.stop()
     assert fake.connections == 2
+
+
+async def test_the_timelapse_button_works_after_a_restart(fake: FakeDiscord, tmp_path) -> None:
+    config = make_config(fake, tmp_path)
+    user = fake.snowflake()
+    first = await start_bot(fake, config)
+    try:
+        payload = await send_slash(fake, user)
+        await final_webhook_edit(fake, payload["token"])
+    finally:
+        await first.stop()
+
+    second = await start_bot(fake, config)
+    try:
+        pressed = await press(fake, fake.originals[payload["token"]], "nst:timelapse:", user)
+        await fake.wait_for("POST", rf"^/webhooks/\d+/{pressed['token']}$")
+        (answer,) = fake.find("POST", rf"^/webhooks/\d+/{pressed['token']}$")
+        assert answer.json["flags"] & 64 and answer.json["content"].startswith("🎞️ Timelapse")
+        ((name, data),) = answer.files
+        assert name.endswith(".webp") and decoded_size(data) == (48, 36)
+    finally:
+        await second.stop()

@@ -70,7 +70,8 @@ async def test_slash_command_end_to_end(running: Running, clean: FakeDiscord) ->
     assert filename.startswith("nstbot-")
     assert decoded_size(data) == (48, 36)  # longest side capped at 48, aspect kept
     again = [c["custom_id"] for row in final.json["components"] for c in row["components"]]
-    assert len(again) == 1 and again[0].startswith("nst:again:")
+    # Run again, and Timelapse while the frames are kept (timelapse.enabled is on by default).
+    assert [c.split(":")[1] for c in again] == ["again", "timelapse"]
 
     edits = fake.find("PATCH", rf"/webhooks/\d+/{token}/messages/")
     progress = [e for e in edits if e is not final and "nst:cancel:" in str(e.json)]
