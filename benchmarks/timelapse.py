@@ -44,19 +44,19 @@ BUDGETS: tuple[tuple[str, int | None], ...] = (
 
 
 class TimedRecorder(FrameRecorder):
-    """A FrameRecorder that adds up the time its own calls take."""
+    """A FrameRecorder that adds up the CPU time (all threads) its own calls take."""
 
     seconds = 0.0
 
     def add(self, image: torch.Tensor, step: int) -> None:
-        start = time.perf_counter()
+        start = time.process_time()
         super().add(image, step)
-        self.seconds += time.perf_counter() - start
+        self.seconds += time.process_time() - start
 
     def add_picture(self, picture: Image.Image) -> None:
-        start = time.perf_counter()
+        start = time.process_time()
         super().add_picture(picture)
-        self.seconds += time.perf_counter() - start
+        self.seconds += time.process_time() - start
 
 
 def load(name: str) -> Image.Image:
@@ -73,40 +73,48 @@ def measure_cost(repeats: int) -> None:
     content, style = pair()
     params = TransferParams(**BALANCED)  # type: ignore[arg-type]
     engine.stylize(content, [style], params.replace(steps=4, size=128))  # warm-up
-    plain: list[float] = []
-    recorded: list[float] = []
+    # Wall time and this process's CPU time (all threads): on a shared machine the neighbours'
+    # load stretches the wall time of a run far more than its CPU time.
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     own: list[float] = []
     recorder = TimedRecorder.for_steps(params.steps)
     for repeat in range(repeats):
         # Alternate the order so that a drift in the machine's load hits both alike.
         for with_frames in (repeat % 2 == 0, repeat % 2 == 1):
             recorder.seconds = 0.0
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             engine.stylize(content, [style], params, frames=recorder if with_frames else None)
-            seconds = time.perf_counter() - start
-            (recorded if with_frames else plain).append(seconds)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            runs[with_frames].append((wall, cpu))
             if with_frames:
                 own.append(recorder.seconds)
             label = "with frames" if with_frames else "without"
-            print(f"  run {repeat + 1} {label:<12} {seconds:7.2f} s", flush=True)
+            print(f"  run {repeat + 1} {label:<12} {wall:7.2f} s wall {cpu:7.2f} s CPU", flush=True)
     frames = recorder.frames
-    base, with_ = statistics.median(plain), statistics.median(recorded)
-    inside = statistics.median(own)
     print(f"balanced preset (384 px, 100 steps, 2 scales), {repeats} repeats, CPU random weights")
-    print(f"  median without frames   {base:7.2f} s")
-    print(f"  median with frames      {with_:7.2f} s   ({100 * (with_ / base - 1):+.1f} %)")
+    for index, what in ((0, "wall"), (1, "CPU")):
+        base = statistics.median(r[index] for r in runs[False])
+        with_ = statistics.median(r[index] for r in runs[True])
+        print(
+            f"  median {what:<4} without {base:7.2f} s, with frames {with_:7.2f} s "
+            f"({100 * (with_ / base - 1):+.1f} %)"
+        )
+    base_cpu = statistics.median(r[1] for r in runs[False])
+    inside = statistics.median(own)
     print(
-        f"  recorder's own time     {1000 * inside:7.1f} ms  ({100 * inside / base:.2f} % of the "
-        f"job; {len(frames)} frames of {frames[0].width}x{frames[0].height})"
+        f"  recorder's own CPU time {1000 * inside:7.1f} ms  ({100 * inside / base_cpu:.2f} % of "
+        f"the job's; {len(frames)} frames of {frames[0].width}x{frames[0].height})"
     )
-    start = time.perf_counter()
+    start = time.process_time()
     packed = pack_frames(frames)
-    pack_s = time.perf_counter() - start
-    start = time.perf_counter()
+    pack_s = time.process_time() - start
+    start = time.process_time()
     webp = encode_timelapse(frames, max_bytes=8 * MIB)
-    encode_s = time.perf_counter() - start
-    print(f"  pack_frames (worker)    {1000 * pack_s:7.1f} ms  ({len(packed) / 1000:.0f} KB)")
-    print(f"  encode under 8 MiB (bot){1000 * encode_s:7.1f} ms  ({len(webp.data) / 1000:.0f} KB)")
+    encode_s = time.process_time() - start
+    print(f"  pack_frames (worker)    {1000 * pack_s:7.1f} ms CPU ({len(packed) / 1000:.0f} KB)")
+    print(
+        f"  encode under 8 MiB (bot) {1000 * encode_s:6.1f} ms CPU ({len(webp.data) / 1000:.0f} KB)"
+    )
 
 
 def measure_sizes(weights: Path, gallery: Path | None, out: Path) -> None:

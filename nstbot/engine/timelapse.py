@@ -51,7 +51,7 @@ class FrameRecorder:
             if self._pending is not None:
                 self._pending.synchronize()
                 self._pending = None
-            self._pictures = [Image.fromarray(f.numpy(), "RGB") for f in self._frames]
+            self._pictures = [Image.fromarray(f.numpy()) for f in self._frames]
         return list(self._pictures)
 
     def begin(self, output_size: tuple[int, int], total_steps: int) -> None:
@@ -80,14 +80,15 @@ class FrameRecorder:
                     small, size=(height, width), mode="bilinear", antialias=True,
                     align_corners=False,
                 )  # fmt: skip
-            pixels = small[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+            pixels = small[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+            pixels = pixels.permute(1, 2, 0).contiguous()
             if pixels.device.type == "cuda":
                 host = torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True)
                 host.copy_(pixels, non_blocking=True)
                 self._pending = torch.cuda.Event()
                 self._pending.record()
-            else:
-                host = pixels.contiguous().clone()
+            else:  # the CPU (a new tensor already) or MPS
+                host = pixels.cpu()
         self._store(host)
 
     def add_picture(self, picture: Image.Image) -> None:
