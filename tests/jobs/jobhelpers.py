@@ -12,7 +12,7 @@ from PIL import Image
 
 from nstbot.config import Config, EngineConfig, ExecutorConfig, StylesConfig
 from nstbot.jobs.backend import Backend, BackendListener, WorkerLost, WorkerStatus
-from nstbot.jobs.model import Event, Job, RunRequest, is_terminal
+from nstbot.jobs.model import Event, Finished, Job, RunRequest, is_terminal
 from nstbot.params import TransferParams
 
 
@@ -146,3 +146,16 @@ async def until_idle(scheduler, timeout: float = 90.0) -> None:
         return h.workers_alive == h.workers_total and h.queued == 0 and h.running == 0
 
     await until(idle, timeout, "an idle scheduler")
+
+
+async def style_passes(
+    scheduler: Any, params: TransferParams, photo: bytes, preset: bytes, upload: bytes
+) -> dict[str, int]:
+    """Style feature passes of one job with a built-in style's bytes and one with an upload."""
+    passes = {}
+    for label, style in (("preset", preset), ("upload", upload)):
+        job = Job.new(user_id=1, channel_id=3, params=params)
+        result = await (await scheduler.submit(job, content=photo, styles=[style])).wait()
+        assert isinstance(result, Finished), result
+        passes[label] = result.stats["style_passes"]
+    return passes

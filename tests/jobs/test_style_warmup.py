@@ -37,7 +37,7 @@ class Outcome:
     def progress(self, progress: Any) -> None:
         pass
 
-    def finished(self, image: bytes, stats: dict[str, Any]) -> None:
+    def finished(self, image: bytes, stats: dict[str, Any], timelapse: bytes | None) -> None:
         self.stats = stats
 
     def failed(self, message: str, detail: str | None) -> None:

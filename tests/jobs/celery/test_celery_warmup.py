@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from celery_helpers import Workers, celery_config
+from jobhelpers import style_passes
 
-from nstbot.jobs.model import Finished, Job
 from nstbot.jobs.scheduler import Scheduler
 from nstbot.quality import Limits, build_params
 from nstbot.styles import builtin_style
@@ -37,13 +37,13 @@ async def test_a_preset_job_on_a_warmed_celery_worker_skips_the_style_pass(
         photo = (data_dir / "content-coffee.jpg").read_bytes()
         preset = builtin_style("woman-with-a-hat")
         assert preset is not None
-        passes = {}
-        for label, style in (("preset", preset.read_bytes()),
-                             ("upload", (data_dir / "style-brick.jpg").read_bytes())):  # fmt: skip
-            job = Job.new(user_id=1, channel_id=3, params=params)
-            result = await (await scheduler.submit(job, content=photo, styles=[style])).wait()
-            assert isinstance(result, Finished), result
-            passes[label] = result.stats["style_passes"]
+        passes = await style_passes(
+            scheduler,
+            params,
+            photo,
+            preset.read_bytes(),
+            (data_dir / "style-brick.jpg").read_bytes(),
+        )
         assert passes == {"preset": 0, "upload": 1}
     finally:
         if scheduler is not None:

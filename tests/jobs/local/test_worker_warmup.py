@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jobhelpers import make_config, tiny_params
+from jobhelpers import make_config, style_passes, tiny_params
 
 from nstbot.config import BotConfig, StylesConfig
 from nstbot.jobs.model import Finished, Job
@@ -43,13 +43,13 @@ async def test_a_preset_job_after_the_workers_warm_up_skips_the_style_pass(
         photo = (data_dir / "content-astronaut.jpg").read_bytes()
         starry = builtin_style("starry-night")
         assert starry is not None
-        passes = {}
-        for label, style in (("preset", starry.read_bytes()),
-                             ("upload", (data_dir / "style-gravel.jpg").read_bytes())):  # fmt: skip
-            job = Job.new(user_id=1, channel_id=3, params=params)
-            result = await (await scheduler.submit(job, content=photo, styles=[style])).wait()
-            assert isinstance(result, Finished), result
-            passes[label] = result.stats["style_passes"]
+        passes = await style_passes(
+            scheduler,
+            params,
+            photo,
+            starry.read_bytes(),
+            (data_dir / "style-gravel.jpg").read_bytes(),
+        )
         assert passes == {"preset": 0, "upload": 1}
     finally:
         await scheduler.stop()
