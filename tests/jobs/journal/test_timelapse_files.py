@@ -49,6 +49,16 @@ async def finish(scheduler: Scheduler, frames: bytes | None = FRAMES) -> str:
     return handle.id
 
 
+async def finish_undelivered(tmp_path: Path, **timelapse: float) -> str:
+    """Finish one job with frames, then stop the scheduler before the bot delivers it."""
+    scheduler = scheduler_for(tmp_path, **timelapse)
+    await scheduler.start()
+    try:
+        return await finish(scheduler)
+    finally:
+        await scheduler.stop()
+
+
 async def test_frames_outlive_the_delivery_and_go_after_keep_hours(tmp_path: Path) -> None:
     scheduler = scheduler_for(tmp_path, keep_hours=2.0)
     await scheduler.start()
@@ -85,12 +95,7 @@ async def test_a_job_without_frames_leaves_no_folder_once_delivered(tmp_path: Pa
 async def test_old_frames_are_swept_at_start_but_an_undelivered_result_stays(
     tmp_path: Path,
 ) -> None:
-    scheduler = scheduler_for(tmp_path, keep_hours=1.0)
-    await scheduler.start()
-    try:
-        job_id = await finish(scheduler)  # never delivered: the bot stops first
-    finally:
-        await scheduler.stop()
+    job_id = await finish_undelivered(tmp_path, keep_hours=1.0)
     frames = tmp_path / "jobs" / job_id / TIMELAPSE_FILE
     old = time.time() - 2 * 3600
     os.utime(frames, (old, old))
@@ -108,12 +113,7 @@ async def test_old_frames_are_swept_at_start_but_an_undelivered_result_stays(
 
 
 async def test_recovery_hands_over_the_frames_with_the_result(tmp_path: Path) -> None:
-    scheduler = scheduler_for(tmp_path)
-    await scheduler.start()
-    try:
-        job_id = await finish(scheduler)
-    finally:
-        await scheduler.stop()
+    job_id = await finish_undelivered(tmp_path)
     again = scheduler_for(tmp_path)
     await again.start()
     try:
@@ -125,12 +125,7 @@ async def test_recovery_hands_over_the_frames_with_the_result(tmp_path: Path) ->
 
 
 async def test_unreadable_frames_do_not_stop_recovery_of_the_result(tmp_path: Path) -> None:
-    scheduler = scheduler_for(tmp_path)
-    await scheduler.start()
-    try:
-        job_id = await finish(scheduler)
-    finally:
-        await scheduler.stop()
+    job_id = await finish_undelivered(tmp_path)
     frames = tmp_path / "jobs" / job_id / TIMELAPSE_FILE
     frames.unlink()
     frames.mkdir()  # reading it raises IsADirectoryError, as an unreadable file would
