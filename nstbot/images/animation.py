@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from PIL import Image, features
 
-from nstbot.images.intake import header_size
+from nstbot.images.intake import header_size, sniff_format
 from nstbot.images.refusals import ImageRejected, megabytes, reject
 from nstbot.params import TIMELAPSE_FPS
 
@@ -131,10 +131,8 @@ def unpack_frames(
     checked before the pixels are decoded.
     """
     data = bytes(data)
-    fmt = "WEBP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        fmt = "GIF"
-    if fmt is None:
+    fmt = sniff_format(data)
+    if fmt not in ("WEBP", "GIF"):
         raise reject("The saved timelapse frames are unreadable.", "frames: not WebP or GIF")
     canvas = header_size(data, fmt)
     if fmt == "GIF" and len(data) >= 10:
