@@ -293,9 +293,8 @@ def _run(
     while True:
         # A fresh recorder per try: frames of a run at another size do not belong together.
         recorder = _new_recorder(job.id, params.steps, settings.timelapse_side)
-        frames = {"frames": recorder} if recorder is not None else {}
         try:
-            result = engine.stylize(content.image, styles, params, on_step=on_step, **frames)
+            result = engine.stylize(content.image, styles, params, on_step=on_step, frames=recorder)
             break
         except OutOfMemoryError as exc:
             smaller = int(params.size * OOM_SHRINK)
