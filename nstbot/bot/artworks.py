@@ -17,7 +17,7 @@ from discord.app_commands import Choice
 
 from nstbot.bot.intake import Attachment, Refusal
 from nstbot.styles import Style
-from nstbot.styles.names import quote_name
+from nstbot.styles.names import quote_name, shorten
 
 if TYPE_CHECKING:
     from nstbot.styles import StyleLibrary
@@ -121,17 +121,11 @@ async def style_inputs(artworks: list[Artwork]) -> list[Attachment | bytes]:
     return out
 
 
-def style_title(style: Style) -> str:
-    """How a result names its style: "The Starry Night (Vincent van Gogh, 1889)"."""
-    who = style.credit()
-    return f"{style.title} ({who})" if who else style.title
-
-
 def style_credits(artworks: Sequence[Artwork]) -> list[str] | None:
     """Each artwork's name for the summary when a preset is among them; None when all uploaded."""
     if not any(isinstance(a, Style) for a in artworks):
         return None
-    return [style_title(a) if isinstance(a, Style) else UPLOADED for a in artworks]
+    return [a.full_title() if isinstance(a, Style) else UPLOADED for a in artworks]
 
 
 def in_the_style_of(credits: Sequence[str] | None) -> str | None:
@@ -143,8 +137,7 @@ def in_the_style_of(credits: Sequence[str] | None) -> str | None:
 
 def choice_name(style: Style) -> str:
     """An autocomplete entry: the name and what it is, within Discord's limit."""
-    text = style.label()
-    return text if len(text) <= CHOICE_NAME_MAX else text[: CHOICE_NAME_MAX - 1] + "…"
+    return shorten(style.label(), CHOICE_NAME_MAX)
 
 
 async def preset_choices(interaction: discord.Interaction[Any], current: str) -> list[Choice[str]]:

@@ -32,11 +32,14 @@ class Style:
         """Artist and year, e.g. "Vincent van Gogh, 1889" (empty when neither is known)."""
         return ", ".join(str(part) for part in (self.artist, self.year) if part)
 
+    def full_title(self) -> str:
+        """The title with its credit, e.g. "The Starry Night (Vincent van Gogh, 1889)"."""
+        return f"{self.title} ({credit})" if (credit := self.credit()) else self.title
+
     def label(self) -> str:
         """One line naming the style, e.g. "starry-night: The Starry Night (Vincent van Gogh,
         1889)"."""
-        text = self.name if self.title == self.name else f"{self.name}: {self.title}"
-        return f"{text} ({credit})" if (credit := self.credit()) else text
+        return self.full_title() if self.title == self.name else f"{self.name}: {self.full_title()}"
 
     def read_bytes(self) -> bytes:
         """The image file's bytes."""

@@ -48,8 +48,12 @@ def check_style_description(description: str | None) -> str | None:
     return text or None
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def quote_name(text: str) -> str:
     """Text safe inside a chat code span, cut to 40 characters."""
     # Backticks would end the code span in a chat message, and long names flood it.
-    text = text.replace("`", "'")
-    return text if len(text) <= 40 else text[:39] + "…"
+    return shorten(text.replace("`", "'"), 40)

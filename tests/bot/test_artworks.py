@@ -21,7 +21,6 @@ from nstbot.bot.artworks import (
     slash_slots,
     style_credits,
     style_inputs,
-    style_title,
 )
 from nstbot.bot.intake import Attachment, Refusal
 from nstbot.images import ImageLimits
@@ -123,7 +122,7 @@ async def test_style_inputs_are_the_presets_bytes_and_attachments(library: Style
 def test_credits_name_presets_and_uploads() -> None:
     starry = builtin_style("starry-night")
     assert starry is not None
-    assert style_title(starry) == "The Starry Night (Vincent van Gogh, 1889)"
+    assert starry.full_title() == "The Starry Night (Vincent van Gogh, 1889)"
     assert style_credits([attachment()]) is None
     credits = style_credits([starry, attachment()])
     assert credits == ["The Starry Night (Vincent van Gogh, 1889)", UPLOADED]

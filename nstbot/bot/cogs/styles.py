@@ -20,7 +20,7 @@ from discord.ext import commands
 
 from nstbot import images
 from nstbot.bot.admission import RequestRefused
-from nstbot.bot.artworks import CHOICE_NAME_MAX, choice_name, style_title
+from nstbot.bot.artworks import CHOICE_NAME_MAX, choice_name
 from nstbot.bot.intake import Attachment, Refusal
 from nstbot.bot.settings import MB
 from nstbot.styles import (
@@ -31,6 +31,7 @@ from nstbot.styles import (
     StyleRefused,
     contact_sheet,
 )
+from nstbot.styles.names import shorten
 
 if TYPE_CHECKING:
     from nstbot.bot.client import NSTBot
@@ -56,10 +57,10 @@ def sheet_caption(
     head = f"**Styles** (page {page} of {pages})" if pages > 1 else "**Styles**"
     lines = [head]
     for style in shown:
-        title = style_title(style)
+        title = style.full_title()
         line = f"`{style.name}`" + ("" if title == style.name else f": {title}")
         line += "" if style.builtin else " · this server's"
-        lines.append(line if len(line) <= LINE_MAX else line[: LINE_MAX - 1] + "…")
+        lines.append(shorten(line, LINE_MAX))
     how = "Use one: `/stylize content:<photo> preset:<name>`"
     if prefix:
         how += f" (or `{prefix}stylize preset=<name>` with the photo attached)"
